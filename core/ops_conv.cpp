@@ -1,0 +1,287 @@
+#include "core/ops_conv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "core/blas.h"
+#include "core/check.h"
+
+namespace crayon {
+
+int64_t window_out_size(int64_t in, int kernel, int stride, int pad, const char* what) {
+  if (kernel < 1 || stride < 1 || pad < 0)
+    throw std::invalid_argument(str(what, ": kernel ", kernel, ", stride ", stride, ", padding ", pad,
+                                    " (expected kernel >= 1, stride >= 1, padding >= 0)"));
+  const int64_t span = in + 2 * int64_t(pad) - kernel;
+  if (span < 0)
+    throw std::invalid_argument(str(what, ": kernel ", kernel, " larger than input ", in, " + 2*padding ", pad));
+  return span / stride + 1;
+}
+
+// cols row r = (c, kh, kw), column = (oh, ow); ld_cols is the row stride, so the columns
+// of several images can sit side by side in one matrix.
+void im2col(const float* x, int64_t C, int64_t H, int64_t W, int KH, int KW, const Conv2dParams& p,
+            int64_t OH, int64_t OW, float* cols, int64_t ld_cols) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int kh = 0; kh < KH; ++kh)
+      for (int kw = 0; kw < KW; ++kw) {
+        float* row = cols + ((c * KH + kh) * KW + kw) * ld_cols;
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const int64_t ih = oh * p.stride_h - p.pad_h + kh;
+          float* out = row + oh * OW;
+          if (ih < 0 || ih >= H) {
+            std::fill_n(out, OW, 0.f);
+            continue;
+          }
+          const float* in = x + (c * H + ih) * W;
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const int64_t iw = ow * p.stride_w - p.pad_w + kw;
+            out[ow] = (iw >= 0 && iw < W) ? in[iw] : 0.f;
+          }
+        }
+      }
+}
+
+void col2im_add(const float* cols, int64_t C, int64_t H, int64_t W, int KH, int KW, const Conv2dParams& p,
+                int64_t OH, int64_t OW, float* x, int64_t ld_cols) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int kh = 0; kh < KH; ++kh)
+      for (int kw = 0; kw < KW; ++kw) {
+        const float* row = cols + ((c * KH + kh) * KW + kw) * ld_cols;
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const int64_t ih = oh * p.stride_h - p.pad_h + kh;
+          if (ih < 0 || ih >= H) continue;
+          float* xin = x + (c * H + ih) * W;
+          const float* in = row + oh * OW;
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const int64_t iw = ow * p.stride_w - p.pad_w + kw;
+            if (iw >= 0 && iw < W) xin[iw] += in[ow];
+          }
+        }
+      }
+}
+
+namespace {
+struct ConvGeom {
+  int64_t B, C, H, W, O, OH, OW;
+  int KH, KW;
+  int64_t ckk() const { return C * KH * KW; }
+  int64_t hw() const { return OH * OW; }
+};
+
+// Images per GEMM: enough to give OpenBLAS a wide matrix, few enough that the column
+// buffer stays near 4 MiB (1M floats) whatever the layer.
+int64_t chunk_images(const ConvGeom& g) {
+  const int64_t per = std::max<int64_t>(1, g.ckk() * g.hw());
+  return std::clamp<int64_t>((int64_t(1) << 20) / per, 1, g.B);
+}
+}  // namespace
+
+Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, const Conv2dParams& p) {
+  if (x.ndim() != 4 || w.ndim() != 4)
+    throw std::invalid_argument(str("conv2d: expected input (B, C, H, W) and weight (O, C, KH, KW), got ",
+                                    shape_str(x.shape()), " and ", shape_str(w.shape())));
+  if (x.size(1) != w.size(1))
+    throw std::invalid_argument(str("conv2d: input ", shape_str(x.shape()), " has ", x.size(1),
+                                    " channels but weight ", shape_str(w.shape()), " expects ", w.size(1)));
+  if (bias.defined() && bias.shape() != Shape{w.size(0)})
+    throw std::invalid_argument(str("conv2d: expected bias of shape ", shape_str({w.size(0)}), ", got ",
+                                    shape_str(bias.shape())));
+  ConvGeom g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), 0, 0, int(w.size(2)), int(w.size(3))};
+  g.OH = window_out_size(g.H, g.KH, p.stride_h, p.pad_h, "conv2d height");
+  g.OW = window_out_size(g.W, g.KW, p.stride_w, p.pad_w, "conv2d width");
+
+  Tensor y = Tensor::empty({g.B, g.O, g.OH, g.OW});
+  const int64_t nb = chunk_images(g), hw = g.hw(), ckk = g.ckk();
+  Tensor cols = Tensor::empty({ckk, nb * hw});
+  Tensor tmp = Tensor::empty({g.O, nb * hw});
+  const float* px = x.value().data();
+  const float* pw = w.value().data();
+  const float* pb = bias.defined() ? bias.value().data() : nullptr;
+  float* py = y.data();
+  for (int64_t b0 = 0; b0 < g.B; b0 += nb) {
+    const int64_t n = std::min(nb, g.B - b0), ld = n * hw;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      im2col(px + (b0 + i) * g.C * g.H * g.W, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, cols.data() + i * hw, ld);
+    // tmp(O, n*hw) = W(O, ckk) * cols(ckk, n*hw), then scatter to (n, O, hw) + bias.
+    sgemm(false, false, int(g.O), int(ld), int(ckk), 1.f, pw, int(ckk), cols.data(), int(ld), 0.f, tmp.data(), int(ld));
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < g.O; ++o) {
+        const float* src = tmp.data() + o * ld + i * hw;
+        float* dst = py + ((b0 + i) * g.O + o) * hw;
+        const float bv = pb ? pb[o] : 0.f;
+        for (int64_t j = 0; j < hw; ++j) dst[j] = src[j] + bv;
+      }
+  }
+
+  return make_result(std::move(y), {x, w, bias}, [g, p](const Tensor& dy, std::vector<Variable>& in) {
+    Variable &x = in[0], &w = in[1], &bias = in[2];
+    const int64_t nb = chunk_images(g), hw = g.hw(), ckk = g.ckk();
+    const float* pdy = dy.data();
+    float beta = 0.f;
+    if (bias.defined() && bias.requires_grad()) {
+      float* db = bias.grad_accumulator(&beta).data();
+      for (int64_t o = 0; o < g.O; ++o) {
+        double s = 0;
+        for (int64_t b = 0; b < g.B; ++b) {
+          const float* d = pdy + (b * g.O + o) * hw;
+          for (int64_t j = 0; j < hw; ++j) s += d[j];
+        }
+        db[o] = beta * db[o] + float(s);
+      }
+    }
+    const bool need_dw = w.requires_grad(), need_dx = x.requires_grad();
+    if (!need_dw && !need_dx) return;
+    float* dw = need_dw ? w.grad_accumulator(&beta).data() : nullptr;
+    float dw_beta = beta;
+    float* dx = nullptr;
+    if (need_dx) {
+      float xb;
+      Tensor& gx = x.grad_accumulator(&xb);
+      if (xb == 0.f) gx.fill(0.f);  // col2im adds into it
+      dx = gx.data();
+    }
+    Tensor cols = Tensor::empty({ckk, nb * hw});
+    Tensor dyc = Tensor::empty({g.O, nb * hw});
+    const float* px = x.value().data();
+    const float* pw = w.value().data();
+    for (int64_t b0 = 0; b0 < g.B; b0 += nb) {
+      const int64_t n = std::min(nb, g.B - b0), ld = n * hw;
+      // Gather dy of these images as (O, n*hw), the layout the forward GEMM produced.
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t o = 0; o < g.O; ++o)
+          std::memcpy(dyc.data() + o * ld + i * hw, pdy + ((b0 + i) * g.O + o) * hw, size_t(hw) * sizeof(float));
+      if (need_dw) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i)
+          im2col(px + (b0 + i) * g.C * g.H * g.W, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, cols.data() + i * hw, ld);
+        // dW(O, ckk) += dy(O, n*hw) * cols(ckk, n*hw)^T
+        sgemm(false, true, int(g.O), int(ckk), int(ld), 1.f, dyc.data(), int(ld), cols.data(), int(ld), dw_beta, dw,
+              int(ckk));
+        dw_beta = 1.f;
+      }
+      if (need_dx) {
+        // dcols(ckk, n*hw) = W(O, ckk)^T * dy(O, n*hw), folded back onto the input.
+        sgemm(true, false, int(ckk), int(ld), int(g.O), 1.f, pw, int(ckk), dyc.data(), int(ld), 0.f, cols.data(), int(ld));
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i)
+          col2im_add(cols.data() + i * hw, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, dx + (b0 + i) * g.C * g.H * g.W, ld);
+      }
+    }
+  }, "conv2d");
+}
+
+// ---------------------------------------------------------------- pooling
+
+namespace {
+struct PoolGeom {
+  int64_t B, C, H, W, OH, OW;
+};
+PoolGeom pool_geom(const Variable& x, const Pool2dParams& p, const char* what) {
+  if (x.ndim() != 4)
+    throw std::invalid_argument(str(what, ": expected input (B, C, H, W), got ", shape_str(x.shape())));
+  if (p.pad_h * 2 > p.kernel_h || p.pad_w * 2 > p.kernel_w)
+    throw std::invalid_argument(str(what, ": padding (", p.pad_h, ", ", p.pad_w, ") must be at most half the kernel (",
+                                    p.kernel_h, ", ", p.kernel_w, ")"));
+  PoolGeom g{x.size(0), x.size(1), x.size(2), x.size(3), 0, 0};
+  g.OH = window_out_size(g.H, p.kernel_h, p.stride_h, p.pad_h, what);
+  g.OW = window_out_size(g.W, p.kernel_w, p.stride_w, p.pad_w, what);
+  return g;
+}
+}  // namespace
+
+Variable max_pool2d(const Variable& x, const Pool2dParams& p) {
+  const PoolGeom g = pool_geom(x, p, "max_pool2d");
+  Tensor y = Tensor::empty({g.B, g.C, g.OH, g.OW});
+  Tensor arg = Tensor::empty({g.B, g.C, g.OH, g.OW}, DType::i32);  // flat index in the plane
+  const float* px = x.value().data();
+  float* py = y.data();
+  int32_t* pa = arg.data_as<int32_t>();
+#pragma omp parallel for schedule(static)
+  for (int64_t bc = 0; bc < g.B * g.C; ++bc) {
+    const float* plane = px + bc * g.H * g.W;
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        float best = -std::numeric_limits<float>::infinity();
+        int32_t bi = -1;
+        for (int kh = 0; kh < p.kernel_h; ++kh) {
+          const int64_t ih = oh * p.stride_h - p.pad_h + kh;
+          if (ih < 0 || ih >= g.H) continue;
+          for (int kw = 0; kw < p.kernel_w; ++kw) {
+            const int64_t iw = ow * p.stride_w - p.pad_w + kw;
+            if (iw < 0 || iw >= g.W) continue;
+            const float v = plane[ih * g.W + iw];
+            if (bi < 0 || v > best) { best = v; bi = int32_t(ih * g.W + iw); }
+          }
+        }
+        const int64_t o = (bc * g.OH + oh) * g.OW + ow;
+        py[o] = best;
+        pa[o] = bi;
+      }
+  }
+  return make_result(std::move(y), {x}, [g, arg](const Tensor& dy, std::vector<Variable>& in) {
+    Tensor dx = Tensor::zeros(in[0].shape());
+    const float* pd = dy.data();
+    const int32_t* pa = arg.data_as<int32_t>();
+    float* pg = dx.data();
+    const int64_t per = g.OH * g.OW;
+#pragma omp parallel for schedule(static)
+    for (int64_t bc = 0; bc < g.B * g.C; ++bc)
+      for (int64_t j = 0; j < per; ++j) pg[bc * g.H * g.W + pa[bc * per + j]] += pd[bc * per + j];
+    in[0].add_grad(dx);
+  }, "max_pool2d");
+}
+
+Variable avg_pool2d(const Variable& x, const Pool2dParams& p) {
+  const PoolGeom g = pool_geom(x, p, "avg_pool2d");
+  const float inv = 1.f / float(p.kernel_h * p.kernel_w);
+  Tensor y = Tensor::empty({g.B, g.C, g.OH, g.OW});
+  const float* px = x.value().data();
+  float* py = y.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t bc = 0; bc < g.B * g.C; ++bc) {
+    const float* plane = px + bc * g.H * g.W;
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        float s = 0.f;
+        for (int kh = 0; kh < p.kernel_h; ++kh) {
+          const int64_t ih = oh * p.stride_h - p.pad_h + kh;
+          if (ih < 0 || ih >= g.H) continue;
+          for (int kw = 0; kw < p.kernel_w; ++kw) {
+            const int64_t iw = ow * p.stride_w - p.pad_w + kw;
+            if (iw >= 0 && iw < g.W) s += plane[ih * g.W + iw];
+          }
+        }
+        py[(bc * g.OH + oh) * g.OW + ow] = s * inv;
+      }
+  }
+  return make_result(std::move(y), {x}, [g, p, inv](const Tensor& dy, std::vector<Variable>& in) {
+    Tensor dx = Tensor::zeros(in[0].shape());
+    const float* pd = dy.data();
+    float* pg = dx.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t bc = 0; bc < g.B * g.C; ++bc) {
+      float* plane = pg + bc * g.H * g.W;
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const float d = pd[(bc * g.OH + oh) * g.OW + ow] * inv;
+          for (int kh = 0; kh < p.kernel_h; ++kh) {
+            const int64_t ih = oh * p.stride_h - p.pad_h + kh;
+            if (ih < 0 || ih >= g.H) continue;
+            for (int kw = 0; kw < p.kernel_w; ++kw) {
+              const int64_t iw = ow * p.stride_w - p.pad_w + kw;
+              if (iw >= 0 && iw < g.W) plane[ih * g.W + iw] += d;
+            }
+          }
+        }
+    }
+    in[0].add_grad(dx);
+  }, "avg_pool2d");
+}
+
+}  // namespace crayon

@@ -1,0 +1,39 @@
+#pragma once
+// 2-D convolution and pooling on NCHW tensors. Shape letters: B batch, C input channels,
+// O output channels, H/W input height/width, KH/KW kernel, OH/OW output.
+// OH = (H + 2*pad_h - KH) / stride_h + 1 (floor), and likewise for W.
+#include "core/variable.h"
+
+namespace crayon {
+
+struct Conv2dParams {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+};
+
+struct Pool2dParams {
+  int kernel_h = 2, kernel_w = 2;
+  int stride_h = 2, stride_w = 2;
+  int pad_h = 0, pad_w = 0;
+};
+
+// x: (B, C, H, W), w: (O, C, KH, KW), bias: (O,) or undefined -> (B, O, OH, OW).
+// im2col + one sgemm per chunk of images; backward is two sgemms + col2im.
+Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, const Conv2dParams& p = {});
+
+// x: (B, C, H, W) -> (B, C, OH, OW). Padding cells never win a max.
+Variable max_pool2d(const Variable& x, const Pool2dParams& p);
+// Average over the window, padding cells counted as zeros (PyTorch's count_include_pad).
+Variable avg_pool2d(const Variable& x, const Pool2dParams& p);
+
+// Output size of a sliding window; throws (naming `what` and the numbers) if empty.
+int64_t window_out_size(int64_t in, int kernel, int stride, int pad, const char* what);
+
+// Unfold / fold, exposed for the reference kernels and the integer engine to share.
+// cols: (C*KH*KW, OH*OW) for one image.
+void im2col(const float* x, int64_t C, int64_t H, int64_t W, int KH, int KW, const Conv2dParams& p,
+            int64_t OH, int64_t OW, float* cols, int64_t ld_cols);
+void col2im_add(const float* cols, int64_t C, int64_t H, int64_t W, int KH, int KW, const Conv2dParams& p,
+                int64_t OH, int64_t OW, float* x, int64_t ld_cols);
+
+}  // namespace crayon
