@@ -35,9 +35,6 @@ crayon_require(Boost_PROGRAM_OPTIONS_FOUND "Boost.Program_options" libboost-prog
 find_package(ZLIB QUIET)
 crayon_require(ZLIB_FOUND "zlib" zlib1g-dev)
 
-find_package(OpenMP QUIET COMPONENTS CXX)
-crayon_require(OpenMP_CXX_FOUND "OpenMP (part of g++)" g++)
-
 find_package(Threads REQUIRED)
 
 if(CRAYON_BUILD_TESTS)

@@ -7,6 +7,7 @@
 
 #include "core/blas.h"
 #include "core/check.h"
+#include "core/parallel.h"
 
 namespace crayon {
 
@@ -103,19 +104,21 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
   float* py = y.data();
   for (int64_t b0 = 0; b0 < g.B; b0 += nb) {
     const int64_t n = std::min(nb, g.B - b0), ld = n * hw;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i)
-      im2col(px + (b0 + i) * g.C * g.H * g.W, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, cols.data() + i * hw, ld);
+    parallel_for(n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        im2col(px + (b0 + i) * g.C * g.H * g.W, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, cols.data() + i * hw, ld);
+    });
     // tmp(O, n*hw) = W(O, ckk) * cols(ckk, n*hw), then scatter to (n, O, hw) + bias.
     sgemm(false, false, int(g.O), int(ld), int(ckk), 1.f, pw, int(ckk), cols.data(), int(ld), 0.f, tmp.data(), int(ld));
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t o = 0; o < g.O; ++o) {
-        const float* src = tmp.data() + o * ld + i * hw;
-        float* dst = py + ((b0 + i) * g.O + o) * hw;
-        const float bv = pb ? pb[o] : 0.f;
-        for (int64_t j = 0; j < hw; ++j) dst[j] = src[j] + bv;
-      }
+    parallel_for(n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t o = 0; o < g.O; ++o) {
+          const float* src = tmp.data() + o * ld + i * hw;
+          float* dst = py + ((b0 + i) * g.O + o) * hw;
+          const float bv = pb ? pb[o] : 0.f;
+          for (int64_t j = 0; j < hw; ++j) dst[j] = src[j] + bv;
+        }
+    });
   }
 
   return make_result(std::move(y), {x, w, bias}, [g, p](const Tensor& dy, std::vector<Variable>& in) {
@@ -152,14 +155,16 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
     for (int64_t b0 = 0; b0 < g.B; b0 += nb) {
       const int64_t n = std::min(nb, g.B - b0), ld = n * hw;
       // Gather dy of these images as (O, n*hw), the layout the forward GEMM produced.
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t o = 0; o < g.O; ++o)
-          std::memcpy(dyc.data() + o * ld + i * hw, pdy + ((b0 + i) * g.O + o) * hw, size_t(hw) * sizeof(float));
+      parallel_for(n, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i)
+          for (int64_t o = 0; o < g.O; ++o)
+            std::memcpy(dyc.data() + o * ld + i * hw, pdy + ((b0 + i) * g.O + o) * hw, size_t(hw) * sizeof(float));
+      });
       if (need_dw) {
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; ++i)
-          im2col(px + (b0 + i) * g.C * g.H * g.W, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, cols.data() + i * hw, ld);
+        parallel_for(n, [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i)
+            im2col(px + (b0 + i) * g.C * g.H * g.W, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, cols.data() + i * hw, ld);
+        });
         // dW(O, ckk) += dy(O, n*hw) * cols(ckk, n*hw)^T
         sgemm(false, true, int(g.O), int(ckk), int(ld), 1.f, dyc.data(), int(ld), cols.data(), int(ld), dw_beta, dw,
               int(ckk));
@@ -168,9 +173,10 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
       if (need_dx) {
         // dcols(ckk, n*hw) = W(O, ckk)^T * dy(O, n*hw), folded back onto the input.
         sgemm(true, false, int(ckk), int(ld), int(g.O), 1.f, pw, int(ckk), dyc.data(), int(ld), 0.f, cols.data(), int(ld));
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; ++i)
-          col2im_add(cols.data() + i * hw, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, dx + (b0 + i) * g.C * g.H * g.W, ld);
+        parallel_for(n, [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i)
+            col2im_add(cols.data() + i * hw, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, dx + (b0 + i) * g.C * g.H * g.W, ld);
+        });
       }
     }
   }, "conv2d");
@@ -202,37 +208,39 @@ Variable max_pool2d(const Variable& x, const Pool2dParams& p) {
   const float* px = x.value().data();
   float* py = y.data();
   int32_t* pa = arg.data_as<int32_t>();
-#pragma omp parallel for schedule(static)
-  for (int64_t bc = 0; bc < g.B * g.C; ++bc) {
-    const float* plane = px + bc * g.H * g.W;
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        float best = -std::numeric_limits<float>::infinity();
-        int32_t bi = -1;
-        for (int kh = 0; kh < p.kernel_h; ++kh) {
-          const int64_t ih = oh * p.stride_h - p.pad_h + kh;
-          if (ih < 0 || ih >= g.H) continue;
-          for (int kw = 0; kw < p.kernel_w; ++kw) {
-            const int64_t iw = ow * p.stride_w - p.pad_w + kw;
-            if (iw < 0 || iw >= g.W) continue;
-            const float v = plane[ih * g.W + iw];
-            if (bi < 0 || v > best) { best = v; bi = int32_t(ih * g.W + iw); }
+  parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
+    for (int64_t bc = bc0; bc < bc1; ++bc) {
+      const float* plane = px + bc * g.H * g.W;
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          float best = -std::numeric_limits<float>::infinity();
+          int32_t bi = -1;
+          for (int kh = 0; kh < p.kernel_h; ++kh) {
+            const int64_t ih = oh * p.stride_h - p.pad_h + kh;
+            if (ih < 0 || ih >= g.H) continue;
+            for (int kw = 0; kw < p.kernel_w; ++kw) {
+              const int64_t iw = ow * p.stride_w - p.pad_w + kw;
+              if (iw < 0 || iw >= g.W) continue;
+              const float v = plane[ih * g.W + iw];
+              if (bi < 0 || v > best) { best = v; bi = int32_t(ih * g.W + iw); }
+            }
           }
+          const int64_t o = (bc * g.OH + oh) * g.OW + ow;
+          py[o] = best;
+          pa[o] = bi;
         }
-        const int64_t o = (bc * g.OH + oh) * g.OW + ow;
-        py[o] = best;
-        pa[o] = bi;
-      }
-  }
+    }
+  });
   return make_result(std::move(y), {x}, [g, arg](const Tensor& dy, std::vector<Variable>& in) {
     Tensor dx = Tensor::zeros(in[0].shape());
     const float* pd = dy.data();
     const int32_t* pa = arg.data_as<int32_t>();
     float* pg = dx.data();
     const int64_t per = g.OH * g.OW;
-#pragma omp parallel for schedule(static)
-    for (int64_t bc = 0; bc < g.B * g.C; ++bc)
-      for (int64_t j = 0; j < per; ++j) pg[bc * g.H * g.W + pa[bc * per + j]] += pd[bc * per + j];
+    parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
+      for (int64_t bc = bc0; bc < bc1; ++bc)
+        for (int64_t j = 0; j < per; ++j) pg[bc * g.H * g.W + pa[bc * per + j]] += pd[bc * per + j];
+    });
     in[0].add_grad(dx);
   }, "max_pool2d");
 }
@@ -243,43 +251,45 @@ Variable avg_pool2d(const Variable& x, const Pool2dParams& p) {
   Tensor y = Tensor::empty({g.B, g.C, g.OH, g.OW});
   const float* px = x.value().data();
   float* py = y.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t bc = 0; bc < g.B * g.C; ++bc) {
-    const float* plane = px + bc * g.H * g.W;
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        float s = 0.f;
-        for (int kh = 0; kh < p.kernel_h; ++kh) {
-          const int64_t ih = oh * p.stride_h - p.pad_h + kh;
-          if (ih < 0 || ih >= g.H) continue;
-          for (int kw = 0; kw < p.kernel_w; ++kw) {
-            const int64_t iw = ow * p.stride_w - p.pad_w + kw;
-            if (iw >= 0 && iw < g.W) s += plane[ih * g.W + iw];
-          }
-        }
-        py[(bc * g.OH + oh) * g.OW + ow] = s * inv;
-      }
-  }
-  return make_result(std::move(y), {x}, [g, p, inv](const Tensor& dy, std::vector<Variable>& in) {
-    Tensor dx = Tensor::zeros(in[0].shape());
-    const float* pd = dy.data();
-    float* pg = dx.data();
-#pragma omp parallel for schedule(static)
-    for (int64_t bc = 0; bc < g.B * g.C; ++bc) {
-      float* plane = pg + bc * g.H * g.W;
+  parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
+    for (int64_t bc = bc0; bc < bc1; ++bc) {
+      const float* plane = px + bc * g.H * g.W;
       for (int64_t oh = 0; oh < g.OH; ++oh)
         for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const float d = pd[(bc * g.OH + oh) * g.OW + ow] * inv;
+          float s = 0.f;
           for (int kh = 0; kh < p.kernel_h; ++kh) {
             const int64_t ih = oh * p.stride_h - p.pad_h + kh;
             if (ih < 0 || ih >= g.H) continue;
             for (int kw = 0; kw < p.kernel_w; ++kw) {
               const int64_t iw = ow * p.stride_w - p.pad_w + kw;
-              if (iw >= 0 && iw < g.W) plane[ih * g.W + iw] += d;
+              if (iw >= 0 && iw < g.W) s += plane[ih * g.W + iw];
             }
           }
+          py[(bc * g.OH + oh) * g.OW + ow] = s * inv;
         }
     }
+  });
+  return make_result(std::move(y), {x}, [g, p, inv](const Tensor& dy, std::vector<Variable>& in) {
+    Tensor dx = Tensor::zeros(in[0].shape());
+    const float* pd = dy.data();
+    float* pg = dx.data();
+    parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
+      for (int64_t bc = bc0; bc < bc1; ++bc) {
+        float* plane = pg + bc * g.H * g.W;
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const float d = pd[(bc * g.OH + oh) * g.OW + ow] * inv;
+            for (int kh = 0; kh < p.kernel_h; ++kh) {
+              const int64_t ih = oh * p.stride_h - p.pad_h + kh;
+              if (ih < 0 || ih >= g.H) continue;
+              for (int kw = 0; kw < p.kernel_w; ++kw) {
+                const int64_t iw = ow * p.stride_w - p.pad_w + kw;
+                if (iw >= 0 && iw < g.W) plane[ih * g.W + iw] += d;
+              }
+            }
+          }
+      }
+    });
     in[0].add_grad(dx);
   }, "avg_pool2d");
 }

@@ -5,7 +5,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <new>
+#include <unordered_map>
 #include <stdexcept>
 
 #include "core/check.h"
@@ -56,14 +58,68 @@ void check_same_shape(const char* what, const Shape& expected, const Shape& got)
         str(what, ": expected shape ", shape_str(expected), ", got ", shape_str(got)));
 }
 
+namespace {
+// A cache of freed blocks, keyed by their (64-rounded) size. A training step allocates
+// the same activation and gradient shapes every time; without reuse, each large block
+// comes fresh from mmap and the first touch of every page faults (that alone made an MLP
+// step 90 % slower than its raw GEMMs). The cache holds at most kCacheCap bytes. Under
+// AddressSanitizer it is off, so use-after-free is still caught.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr size_t kCacheCap = 0;
+#else
+constexpr size_t kCacheCap = size_t(512) << 20;
+#endif
+
+class BlockCache {
+ public:
+  void* take(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.find(bytes);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    cached_ -= bytes;
+    return p;
+  }
+  void give(void* p, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cached_ + bytes <= kCacheCap) {
+        free_[bytes].push_back(p);
+        cached_ += bytes;
+        return;
+      }
+    }
+    std::free(p);
+  }
+  ~BlockCache() {
+    for (auto& [bytes, blocks] : free_)
+      for (void* p : blocks) std::free(p);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
+};
+
+BlockCache& block_cache() {
+  static BlockCache* cache = new BlockCache;  // never destroyed: tensors may outlive main
+  return *cache;
+}
+
+size_t rounded_size(size_t nbytes) { return std::max<size_t>(64, (nbytes + 63) / 64 * 64); }
+}  // namespace
+
 Storage::Storage(size_t nbytes) : nbytes_(nbytes) {
   // 64-byte alignment serves AVX-512 loads; aligned_alloc needs a multiple of it.
-  const size_t rounded = std::max<size_t>(64, (nbytes + 63) / 64 * 64);
-  data_ = std::aligned_alloc(64, rounded);
+  const size_t rounded = rounded_size(nbytes);
+  data_ = block_cache().take(rounded);
+  if (!data_) data_ = std::aligned_alloc(64, rounded);
   if (!data_) throw std::bad_alloc();
 }
 
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() { block_cache().give(data_, rounded_size(nbytes_)); }
 
 Tensor::Tensor(std::shared_ptr<Storage> storage, size_t offset, Shape shape, DType dtype)
     : storage_(std::move(storage)), offset_(offset), shape_(std::move(shape)),

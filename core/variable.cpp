@@ -118,16 +118,16 @@ void Variable::backward(const Tensor& seed, bool retain_graph) {
   }
 
   // Topological order by an iterative depth-first search (no recursion, so a graph of any
-  // depth works). A node is emitted after all of its inputs.
-  std::vector<Node*> order;
-  std::unordered_set<Node*> visited;
-  std::vector<std::pair<Node*, size_t>> stack{{node_.get(), 0}};
-  visited.insert(node_.get());
+  // depth works). A node is emitted after all of its inputs. `order` holds owning
+  // pointers: freeing the graph below drops the inputs' handles while we still walk it.
+  std::vector<std::shared_ptr<Node>> order;
+  std::unordered_set<Node*> visited{node_.get()};
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{node_, 0}};
   while (!stack.empty()) {
     auto& [node, next] = stack.back();
     if (next < node->inputs.size()) {
-      Node* child = node->inputs[next++].node_.get();
-      if (child->requires_grad && child->backward && visited.insert(child).second)
+      const std::shared_ptr<Node>& child = node->inputs[next++].node_;
+      if (child && child->requires_grad && child->backward && visited.insert(child.get()).second)
         stack.push_back({child, 0});
     } else {
       order.push_back(node);
@@ -138,10 +138,10 @@ void Variable::backward(const Tensor& seed, bool retain_graph) {
   // Interior gradients are scratch space for this pass, freed as soon as they have been
   // passed on; only leaves keep (and accumulate) theirs. Each op's backward skips the
   // inputs that do not require a gradient.
-  for (Node* n : order) n->grad = Tensor();
+  for (auto& n : order) n->grad = Tensor();
   add_grad(seed);
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    Node* n = *it;
+    Node* n = it->get();
     if (n->grad.defined()) n->backward(n->grad, n->inputs);
     n->grad = Tensor();
     if (!retain_graph) {
