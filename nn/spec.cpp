@@ -1,0 +1,245 @@
+#include "nn/spec.h"
+
+#include <cctype>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include "core/check.h"
+#include "core/ops_conv.h"
+#include "nn/activations.h"
+#include "nn/batchnorm.h"
+#include "nn/conv2d.h"
+#include "nn/linear.h"
+#include "nn/pooling.h"
+
+namespace crayon {
+
+std::string preset_spec(const std::string& name) {
+  if (name == "mlp") return "flatten-linear(256)-relu-linear(128)-relu-linear(10)";
+  if (name == "lenet5")
+    return "conv(6,5,pad=2)-relu6-maxpool(2)-conv(16,5)-relu6-maxpool(2)-flatten-linear(120)-relu6-linear(84)-relu6-"
+           "linear(10)";
+  if (name == "cifar-cnn")
+    return "conv(32,3,pad=1,bias=0)-bn-relu-conv(32,3,pad=1,bias=0)-bn-relu-maxpool(2)-"
+           "conv(64,3,pad=1,bias=0)-bn-relu-conv(64,3,pad=1,bias=0)-bn-relu-maxpool(2)-"
+           "conv(128,3,pad=1,bias=0)-bn-relu-conv(128,3,pad=1,bias=0)-bn-relu-maxpool(2)-flatten-linear(10)";
+  return "";
+}
+
+namespace {
+
+struct Arg {
+  std::string key;  // empty for positional
+  std::string value;
+  size_t pos;
+};
+
+struct Layer {
+  std::string name;
+  std::vector<Arg> args;
+  size_t pos;
+};
+
+[[noreturn]] void fail(const std::string& spec, size_t pos, const std::string& msg) {
+  throw std::invalid_argument(str("model spec, position ", pos + 1, ": ", msg, " in '", spec, "'"));
+}
+
+std::vector<Layer> tokenize(const std::string& s) {
+  std::vector<Layer> layers;
+  size_t i = 0;
+  auto expect_layer_start = [&] {
+    if (i >= s.size() || !std::isalpha(static_cast<unsigned char>(s[i])))
+      fail(s, i, i >= s.size() ? "expected a layer name, found the end" : str("expected a layer name, found '", s[i], "'"));
+  };
+  while (true) {
+    expect_layer_start();
+    Layer l{"", {}, i};
+    while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_')) l.name += s[i++];
+    if (i < s.size() && s[i] == '(') {
+      ++i;
+      while (true) {
+        Arg a{"", "", i};
+        std::string tok;
+        while (i < s.size() && s[i] != ',' && s[i] != ')' && s[i] != '(' && s[i] != '-') tok += s[i++];
+        if (i >= s.size()) fail(s, i, str("expected ')' to close '", l.name, "(', found the end"));
+        if (s[i] == '(' || s[i] == '-') fail(s, i, str("expected ',' or ')', found '", s[i], "'"));
+        const size_t eq = tok.find('=');
+        if (eq != std::string::npos) {
+          a.key = tok.substr(0, eq);
+          a.value = tok.substr(eq + 1);
+        } else {
+          a.value = tok;
+        }
+        if (a.value.empty()) fail(s, a.pos, str("expected an argument value in '", l.name, "'"));
+        l.args.push_back(a);
+        if (s[i++] == ')') break;
+      }
+    }
+    layers.push_back(l);
+    if (i == s.size()) break;
+    if (s[i] != '-') fail(s, i, str("expected '-' or '(' after '", l.name, "', found '", s[i], "'"));
+    ++i;
+  }
+  return layers;
+}
+
+// Reads a layer's arguments: positional ones by index, named ones by key; anything not
+// consumed is an error.
+class Args {
+ public:
+  Args(const std::string& spec, const Layer& l, std::vector<std::string> names)
+      : spec_(spec), l_(l), names_(std::move(names)) {
+    size_t positional = 0;
+    for (const Arg& a : l.args) {
+      std::string key = a.key;
+      if (key.empty()) {
+        if (positional >= names_.size())
+          fail(spec, a.pos, str("'", l.name, "' takes at most ", names_.size(), " positional arguments"));
+        key = names_[positional++];
+      }
+      bool known = false;
+      for (auto& n : names_) known |= n == key;
+      if (!known) fail(spec, a.pos, str("unknown argument '", key, "' for '", l.name, "'"));
+      if (values_.count(key)) fail(spec, a.pos, str("argument '", key, "' given twice"));
+      values_[key] = a;
+    }
+  }
+  bool has(const std::string& k) const { return values_.count(k) > 0; }
+  int64_t integer(const std::string& k, std::optional<int64_t> dflt, int64_t min = 1) const {
+    auto it = values_.find(k);
+    if (it == values_.end()) {
+      if (!dflt) fail(spec_, l_.pos, str("'", l_.name, "' needs argument '", k, "'"));
+      return *dflt;
+    }
+    return parse_int(it->second.value, it->second.pos, k, min);
+  }
+  // "A" or "AxB"
+  std::pair<int, int> pair(const std::string& k, std::optional<std::pair<int, int>> dflt, int64_t min = 1) const {
+    auto it = values_.find(k);
+    if (it == values_.end()) {
+      if (!dflt) fail(spec_, l_.pos, str("'", l_.name, "' needs argument '", k, "'"));
+      return *dflt;
+    }
+    const std::string& v = it->second.value;
+    const size_t x = v.find('x');
+    if (x == std::string::npos) {
+      const int a = int(parse_int(v, it->second.pos, k, min));
+      return {a, a};
+    }
+    return {int(parse_int(v.substr(0, x), it->second.pos, k, min)),
+            int(parse_int(v.substr(x + 1), it->second.pos + x + 1, k, min))};
+  }
+  float real(const std::string& k) const {
+    auto it = values_.find(k);
+    if (it == values_.end()) fail(spec_, l_.pos, str("'", l_.name, "' needs argument '", k, "'"));
+    try {
+      size_t used = 0;
+      const float v = std::stof(it->second.value, &used);
+      if (used == it->second.value.size()) return v;
+    } catch (const std::exception&) {
+    }
+    fail(spec_, it->second.pos, str("expected a number for '", k, "', found '", it->second.value, "'"));
+  }
+
+ private:
+  int64_t parse_int(const std::string& v, size_t pos, const std::string& k, int64_t min) const {
+    int64_t out = 0;
+    bool ok = !v.empty() && v.size() <= 9;
+    for (char c : v) ok = ok && std::isdigit(static_cast<unsigned char>(c));
+    if (ok) out = std::stoll(v);
+    if (!ok || out < min)
+      fail(spec_, pos, str("expected an integer >= ", min, " for '", k, "' of '", l_.name, "', found '", v, "'"));
+    return out;
+  }
+  const std::string& spec_;
+  const Layer& l_;
+  std::vector<std::string> names_;
+  std::map<std::string, Arg> values_;
+};
+
+}  // namespace
+
+std::shared_ptr<Sequential> build_model(const std::string& spec_or_preset, const Shape& input, Rng& rng, Init init) {
+  const std::string preset = preset_spec(spec_or_preset);
+  const std::string spec = preset.empty() ? spec_or_preset : preset;
+  if (input.size() != 3)
+    throw std::invalid_argument(str("build_model: expected an input shape (C, H, W), got ", shape_str(input)));
+  auto model = std::make_shared<Sequential>();
+  Shape shape = input;  // per-example shape flowing through the net
+  for (const Layer& l : tokenize(spec)) {
+    auto need_rank = [&](size_t r, const char* what) {
+      if (shape.size() != r)
+        fail(spec, l.pos, str("'", l.name, "' needs ", what, " input, but the previous layers give ", shape_str(shape),
+                              r == 1 ? " (add 'flatten' before it)" : ""));
+    };
+    if (l.name == "conv") {
+      Args a(spec, l, {"out", "kernel", "stride", "pad", "bias"});
+      need_rank(3, "(C, H, W)");
+      const auto [kh, kw] = a.pair("kernel", std::nullopt);
+      const auto [sh, sw] = a.pair("stride", std::pair{1, 1});
+      const auto [ph, pw] = a.pair("pad", std::pair{0, 0}, 0);
+      const Conv2dParams p{sh, sw, ph, pw};
+      const int64_t out = a.integer("out", std::nullopt);
+      const bool bias = a.integer("bias", 1, 0) != 0;
+      int64_t oh, ow;
+      try {
+        oh = window_out_size(shape[1], kh, sh, ph, "conv height");
+        ow = window_out_size(shape[2], kw, sw, pw, "conv width");
+      } catch (const std::invalid_argument& e) {
+        fail(spec, l.pos, str(e.what(), " (input ", shape_str(shape), ")"));
+      }
+      model->add(std::make_shared<Conv2d>(shape[0], out, kh, kw, p, bias, rng, init));
+      shape = {out, oh, ow};
+    } else if (l.name == "linear") {
+      Args a(spec, l, {"out", "bias"});
+      need_rank(1, "flat (features)");
+      const int64_t out = a.integer("out", std::nullopt);
+      model->add(std::make_shared<Linear>(shape[0], out, a.integer("bias", 1, 0) != 0, rng, init));
+      shape = {out};
+    } else if (l.name == "maxpool" || l.name == "avgpool") {
+      Args a(spec, l, {"kernel", "stride", "pad"});
+      need_rank(3, "(C, H, W)");
+      const auto [kh, kw] = a.pair("kernel", std::nullopt);
+      const auto [sh, sw] = a.pair("stride", std::pair{kh, kw});
+      const auto [ph, pw] = a.pair("pad", std::pair{0, 0}, 0);
+      const Pool2dParams p{kh, kw, sh, sw, ph, pw};
+      if (2 * ph > kh || 2 * pw > kw) fail(spec, l.pos, "pooling padding must be at most half the kernel");
+      int64_t oh, ow;
+      try {
+        oh = window_out_size(shape[1], kh, sh, ph, "pool height");
+        ow = window_out_size(shape[2], kw, sw, pw, "pool width");
+      } catch (const std::invalid_argument& e) {
+        fail(spec, l.pos, str(e.what(), " (input ", shape_str(shape), ")"));
+      }
+      if (l.name == "maxpool") model->add(std::make_shared<MaxPool2d>(p));
+      else model->add(std::make_shared<AvgPool2d>(p));
+      shape = {shape[0], oh, ow};
+    } else if (l.name == "bn" || l.name == "batchnorm") {
+      Args a(spec, l, {});
+      model->add(std::make_shared<BatchNorm>(shape[0]));
+    } else if (l.name == "relu" || l.name == "relu6" || l.name == "flatten") {
+      Args a(spec, l, {});
+      if (l.name == "relu") model->add(std::make_shared<ReLU>());
+      else if (l.name == "relu6") model->add(std::make_shared<ReLU6>());
+      else {
+        model->add(std::make_shared<Flatten>());
+        shape = {shape_numel(shape)};
+      }
+    } else if (l.name == "dropout") {
+      Args a(spec, l, {"p"});
+      const float p = a.real("p");
+      if (!(p >= 0.f && p < 1.f)) fail(spec, l.pos, str("dropout probability must be in [0, 1), got ", p));
+      model->add(std::make_shared<Dropout>(p, rng.next_u64()));
+    } else {
+      fail(spec, l.pos,
+           str("unknown layer '", l.name,
+               "' (expected conv, linear, maxpool, avgpool, bn, relu, relu6, flatten or dropout, or a preset: mlp, lenet5, "
+               "cifar-cnn)"));
+    }
+  }
+  return model;
+}
+
+}  // namespace crayon
