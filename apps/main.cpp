@@ -1,2 +1,56 @@
-#include <iostream>
-int main() { std::cout << "crayon\n"; }
+// crayon: one program, one subcommand per job. Each subcommand lives in cmd_<name>.cpp.
+// Errors from anywhere below end here as one line on stderr and a non-zero exit:
+// 2 for a bad command line, 1 for anything else (bad file, diverged training, ...).
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "apps/cli.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(int, char**);
+  const char* help;
+};
+
+const Command kCommands[] = {
+    {"train", crayon::cmd_train, "train a network (MNIST, Fashion-MNIST, CIFAR-10) with checkpoints"},
+    {"eval", crayon::cmd_eval, "accuracy, loss and per-class accuracy of a checkpoint"},
+};
+
+void usage(FILE* to) {
+  std::fprintf(to, "usage: crayon <command> [options]    (crayon <command> --help for its options)\n\ncommands:\n");
+  for (const Command& c : kCommands) std::fprintf(to, "  %-10s %s\n", c.name, c.help);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    usage(stdout);
+    return 0;
+  }
+  for (const Command& c : kCommands) {
+    if (cmd != c.name) continue;
+    try {
+      return c.run(argc - 1, argv + 1);
+    } catch (const crayon::UsageError& e) {
+      std::fprintf(stderr, "crayon %s: %s\n(run 'crayon %s --help' for usage)\n", c.name, e.what(), c.name);
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "crayon %s: %s\n", c.name, e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "crayon: unknown command '%s'\n", cmd.c_str());
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,107 @@
+#include "apps/checkpoint.h"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "core/check.h"
+#include "core/h5io.h"
+#include "nn/spec.h"
+
+namespace crayon {
+
+namespace {
+// "3.weight" -> "model/3/weight": one group per layer.
+std::string model_path(const std::string& name) {
+  std::string p = "model/" + name;
+  for (char& c : p)
+    if (c == '.') c = '/';
+  return p;
+}
+}  // namespace
+
+void save_checkpoint(const std::string& path, const TrainConfig& config, const Shape& input_shape,
+                     const Sequential& model, const Optimizer* optimizer, const TrainState& state) {
+  H5Writer w(path);
+  w.set_attr("/", "format", kCheckpointFormat);
+  w.set_attr("/", "format_version", kCheckpointVersion);
+  w.set_attr("/", "model_spec", model.spec());
+  w.set_attr("/", "input_shape", std::vector<int64_t>(input_shape.begin(), input_shape.end()));
+  w.set_attr("/", "epoch", state.epoch);
+  w.set_attr("/", "step", state.step);
+  std::vector<int64_t> rng(4);
+  std::memcpy(rng.data(), state.rng_state.data(), sizeof(state.rng_state));
+  w.set_attr("/", "rng_state", rng);
+  TrainConfig c = config;
+  visit_config(c, {[&](const char* k, std::string& v) { w.set_attr("/", str("config.", k), v); },
+                   [&](const char* k, int64_t& v) { w.set_attr("/", str("config.", k), v); },
+                   [&](const char* k, double& v) { w.set_attr("/", str("config.", k), v); }});
+  for (const auto& [name, v] : model.named_parameters()) w.write_tensor(model_path(name), v.value());
+  for (const auto& [name, t] : model.named_buffers()) w.write_tensor(model_path(name), t);
+  if (optimizer)
+    for (const auto& [name, t] : optimizer->state()) w.write_tensor("optimizer/" + name, t);
+  w.commit();
+}
+
+namespace {
+// Every parameter and buffer the model has must be in the file with its exact dtype and
+// shape, and finite.
+void read_model_state(H5Reader& r, Sequential& model) {
+  auto read = [&](const std::string& name, Tensor& dst) {
+    Tensor t = r.read_tensor(model_path(name), dst.dtype(), dst.shape());
+    if (t.dtype() == DType::f32)
+      for (float v : t.values())
+        if (!std::isfinite(v))
+          throw std::runtime_error(str(r.path(), ": ", model_path(name), ": expected finite values, found ", v));
+    dst.copy_from(t);
+  };
+  for (auto& [name, v] : model.named_parameters()) read(name, v.value());
+  for (auto& [name, t] : model.named_buffers()) read(name, t);
+}
+}  // namespace
+
+void load_model_state(const std::string& path, Sequential& model) {
+  H5Reader r(path);
+  read_model_state(r, model);
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path) {
+  H5Reader r(path);
+  if (!r.has_attr("/", "format") || r.attr_string("/", "format") != kCheckpointFormat)
+    throw std::runtime_error(str(path, ": expected a crayon checkpoint (root attribute format = '", kCheckpointFormat,
+                                 "'), found ", r.has_attr("/", "format") ? "'" + r.attr_string("/", "format") + "'" : "none"));
+  const int64_t version = r.attr_int("/", "format_version");
+  if (version != kCheckpointVersion)
+    throw std::runtime_error(str(path, ": expected checkpoint format_version ", kCheckpointVersion, ", found ", version));
+  LoadedCheckpoint ck;
+  visit_config(ck.config, {[&](const char* k, std::string& v) { v = r.attr_string("/", str("config.", k)); },
+                           [&](const char* k, int64_t& v) { v = r.attr_int("/", str("config.", k)); },
+                           [&](const char* k, double& v) { v = r.attr_double("/", str("config.", k)); }});
+  const auto in = r.attr_ints("/", "input_shape");
+  if (in.size() != 3 || in[0] < 1 || in[1] < 1 || in[2] < 1 || in[0] > 4096 || in[1] > 65536 || in[2] > 65536)
+    throw std::runtime_error(str(path, ": /: expected input_shape (C, H, W) with positive sizes, found ",
+                                 shape_str(Shape(in.begin(), in.end()))));
+  ck.input_shape = Shape(in.begin(), in.end());
+  ck.state.epoch = r.attr_int("/", "epoch");
+  ck.state.step = r.attr_int("/", "step");
+  const auto rng = r.attr_ints("/", "rng_state");
+  if (rng.size() != 4) throw std::runtime_error(str(path, ": /: expected rng_state of 4 words, found ", rng.size()));
+  std::memcpy(ck.state.rng_state.data(), rng.data(), sizeof(ck.state.rng_state));
+  const std::string spec = r.attr_string("/", "model_spec");
+  Rng init_rng(0);  // values are overwritten from the file
+  try {
+    ck.model = build_model(spec, ck.input_shape, init_rng);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(str(path, ": /: model_spec does not build: ", e.what()));
+  }
+  read_model_state(r, *ck.model);
+  if (r.has("optimizer"))
+    for (const std::string& name : r.children("optimizer")) {
+      const std::string full = "optimizer/" + name;
+      const bool is_count = name == "step" || name.rfind("step.", 0) == 0;
+      ck.optimizer_state.emplace_back(name, r.read_tensor(full, is_count ? DType::i32 : DType::f32));
+    }
+  return ck;
+}
+
+}  // namespace crayon

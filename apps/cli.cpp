@@ -1,0 +1,63 @@
+#include "apps/cli.h"
+
+#include <cmath>
+#include <iostream>
+
+#include "core/check.h"
+
+namespace crayon {
+
+bool parse_command_line(int argc, char** argv, const po::options_description& opts, po::variables_map& vm,
+                        const std::string& usage) {
+  try {
+    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+  if (vm.count("help")) {
+    std::cout << usage << "\n\n" << opts << "\n";
+    return false;
+  }
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+  return true;
+}
+
+namespace {
+double numeric(const po::variables_map& vm, const char* flag) {
+  const auto& v = vm[flag].value();
+  if (auto p = boost::any_cast<int64_t>(&v)) return double(*p);
+  if (auto p = boost::any_cast<int>(&v)) return double(*p);
+  if (auto p = boost::any_cast<double>(&v)) return *p;
+  if (auto p = boost::any_cast<float>(&v)) return double(*p);
+  throw std::logic_error(str("flag --", flag, " is not numeric"));
+}
+}  // namespace
+
+void require_positive(const po::variables_map& vm, const char* flag) {
+  if (!vm.count(flag)) return;
+  const double v = numeric(vm, flag);
+  if (!(v > 0) || !std::isfinite(v)) throw UsageError(str("--", flag, ": expected a positive number, got ", v));
+}
+
+void require_non_negative(const po::variables_map& vm, const char* flag) {
+  if (!vm.count(flag)) return;
+  const double v = numeric(vm, flag);
+  if (!(v >= 0) || !std::isfinite(v)) throw UsageError(str("--", flag, ": expected a number >= 0, got ", v));
+}
+
+void require_one_of(const po::variables_map& vm, const char* flag, std::initializer_list<const char*> allowed) {
+  if (!vm.count(flag)) return;
+  const std::string v = vm[flag].as<std::string>();
+  std::string list;
+  for (const char* a : allowed) {
+    if (v == a) return;
+    list += list.empty() ? a : str(", ", a);
+  }
+  throw UsageError(str("--", flag, ": expected one of ", list, ", got '", v, "'"));
+}
+
+}  // namespace crayon

@@ -1,0 +1,29 @@
+#pragma once
+// Shared command-line plumbing: every subcommand parses with Boost.Program_options, and a
+// bad flag or value becomes a UsageError: one line naming the flag, then the usage, exit 2.
+#include <boost/program_options.hpp>
+#include <stdexcept>
+#include <string>
+
+namespace crayon {
+
+namespace po = boost::program_options;
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Parse argv for one subcommand; --help prints usage and returns false (exit 0).
+// Throws UsageError for unknown flags, missing values, bad values or extra arguments.
+bool parse_command_line(int argc, char** argv, const po::options_description& opts, po::variables_map& vm,
+                        const std::string& usage);
+
+// The value checks every command needs, throwing UsageError naming the flag.
+void require_positive(const po::variables_map& vm, const char* flag);
+void require_non_negative(const po::variables_map& vm, const char* flag);
+void require_one_of(const po::variables_map& vm, const char* flag, std::initializer_list<const char*> allowed);
+
+int cmd_train(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
+
+}  // namespace crayon

@@ -1,0 +1,71 @@
+// crayon train: train a model on a dataset, checkpointing after every epoch.
+#include <iostream>
+#include <set>
+
+#include "apps/cli.h"
+#include "apps/trainer.h"
+#include "core/check.h"
+#include "data/data_dir.h"
+
+namespace crayon {
+
+int cmd_train(int argc, char** argv) {
+  TrainConfig c;
+  TrainRun run;
+  bool nesterov = false;
+  po::options_description opts("crayon train options");
+  // clang-format off
+  opts.add_options()
+    ("help,h", "show this help")
+    ("dataset", po::value(&c.dataset)->default_value(c.dataset), "mnist | fashion-mnist | cifar10")
+    ("data-dir", po::value(&c.data_dir), "folder holding the dataset's files (default: the dataset's usual place)")
+    ("model", po::value(&c.model)->default_value(c.model), "preset (mlp, lenet5, cifar-cnn) or a spec like "
+                                                            "'conv(6,5,pad=2)-relu6-maxpool(2)-flatten-linear(10)'")
+    ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (with --resume: train until this many)")
+    ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "examples per step")
+    ("lr", po::value(&c.lr)->default_value(c.lr), "base learning rate")
+    ("optimizer", po::value(&c.optimizer)->default_value(c.optimizer), "sgd | adam | adamw")
+    ("momentum", po::value(&c.momentum)->default_value(c.momentum), "SGD momentum")
+    ("nesterov", po::bool_switch(&nesterov), "Nesterov momentum (SGD)")
+    ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay), "optimizer weight decay (all parameters)")
+    ("l1", po::value(&c.l1)->default_value(c.l1), "L1 penalty lambda on weights: a Laplace prior")
+    ("l2", po::value(&c.l2)->default_value(c.l2), "L2 penalty lambda on weights: a Gaussian prior")
+    ("lr-schedule", po::value(&c.lr_schedule)->default_value(c.lr_schedule),
+     "constant | step:EVERY:GAMMA | cosine[:MIN] | warmup:STEPS[+SCHEDULE]")
+    ("clip-grad-norm", po::value(&c.clip_grad_norm)->default_value(c.clip_grad_norm), "max global gradient norm (0: off)")
+    ("seed", po::value(&c.seed)->default_value(c.seed), "seed for initialization, shuffling, augmentation, dropout")
+    ("val", po::value(&c.val)->default_value(c.val), "hold out the last N training examples for validation")
+    ("augment", po::value(&c.augment)->default_value(c.augment), "crop+flip augmentation: 1 on, 0 off, -1 cifar10 only")
+    ("init", po::value(&c.init)->default_value(c.init), "kaiming-uniform | kaiming-normal | xavier-uniform | xavier-normal")
+    ("train-limit", po::value(&c.train_limit)->default_value(0), "use only the first N training examples (0: all)")
+    ("test-limit", po::value(&c.test_limit)->default_value(0), "evaluate on the first N test examples (0: all)")
+    ("threads", po::value(&run.threads)->default_value(2), "threads for GEMM and crayon's loops")
+    ("out", po::value(&run.out)->default_value(run.out), "checkpoint file (HDF5), rewritten atomically every epoch")
+    ("resume", po::value(&run.resume), "continue from this checkpoint; its settings are used")
+    ("log", po::value(&run.log), "per-epoch log: FILE.csv or FILE.jsonl")
+    ("quiet,q", po::bool_switch(&run.quiet), "no progress output");
+  // clang-format on
+  po::variables_map vm;
+  const std::string usage = "usage: crayon train [options]\n  Train a network; test accuracy after every epoch.";
+  if (!parse_command_line(argc, argv, opts, vm, usage)) return 0;
+  c.nesterov = nesterov;
+  for (const char* f : {"epochs", "batch-size", "threads"}) require_positive(vm, f);
+  for (const char* f : {"lr", "momentum", "weight-decay", "l1", "l2", "clip-grad-norm", "val", "train-limit", "test-limit"})
+    require_non_negative(vm, f);
+  require_one_of(vm, "optimizer", {"sgd", "adam", "adamw"});
+  require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
+  if (c.augment < -1 || c.augment > 1) throw UsageError(str("--augment: expected -1, 0 or 1, got ", c.augment));
+  if (nesterov && c.momentum <= 0) throw UsageError("--nesterov: needs --momentum > 0");
+  if (vm.count("resume")) {
+    // A resumed run continues the checkpoint's run exactly, so its settings can't change.
+    const std::set<std::string> allowed{"resume", "epochs", "out", "log", "quiet", "threads", "help"};
+    for (const auto& [name, value] : vm)
+      if (!value.defaulted() && !allowed.count(name) && !(name == "nesterov" && !nesterov))
+        throw UsageError(str("--", name, ": cannot be changed when resuming (the checkpoint's settings are used)"));
+  }
+  run.config = c;
+  run_training(run);
+  return 0;
+}
+
+}  // namespace crayon

@@ -1,0 +1,41 @@
+#pragma once
+// Everything `crayon train` is told, in one struct that the checkpoint stores and a
+// resumed run reads back.
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace crayon {
+
+struct TrainConfig {
+  std::string dataset = "mnist";
+  std::string data_dir;  // empty: the dataset's default location
+  std::string model = "lenet5";
+  int64_t epochs = 10;
+  int64_t batch_size = 128;
+  double lr = 0.01;
+  std::string optimizer = "sgd";  // sgd | adam | adamw
+  double momentum = 0.9;
+  int64_t nesterov = 0;
+  double weight_decay = 0.0;
+  double l1 = 0.0;
+  double l2 = 0.0;
+  std::string lr_schedule = "constant";
+  double clip_grad_norm = 0.0;  // 0: off
+  int64_t seed = 1;
+  int64_t val = 0;      // held-out validation examples taken from the training set
+  int64_t augment = -1; // -1: on for cifar10 only
+  std::string init = "kaiming-uniform";
+  int64_t train_limit = 0;  // use only the first N training examples (0: all)
+  int64_t test_limit = 0;   // evaluate on the first N test examples (0: all)
+};
+
+// Visits every field with its name, so saving and loading cannot forget one.
+struct ConfigVisitor {
+  std::function<void(const char*, std::string&)> text;
+  std::function<void(const char*, int64_t&)> integer;
+  std::function<void(const char*, double&)> real;
+};
+void visit_config(TrainConfig& c, const ConfigVisitor& v);
+
+}  // namespace crayon

@@ -1,0 +1,262 @@
+#include "apps/trainer.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+
+#include "apps/checkpoint.h"
+#include "apps/evaluate.h"
+#include "apps/progress.h"
+#include "core/check.h"
+#include "core/ops.h"
+#include "core/parallel.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "nn/spec.h"
+#include "optim/adam.h"
+#include "optim/clip.h"
+#include "optim/regularizer.h"
+#include "optim/schedule.h"
+#include "optim/sgd.h"
+
+namespace crayon {
+
+namespace {
+
+std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, std::vector<Variable> params) {
+  const float lr = float(c.lr), wd = float(c.weight_decay);
+  if (c.optimizer == "sgd")
+    return std::make_unique<SGD>(std::move(params),
+                                 SgdOptions{lr, float(c.momentum), c.nesterov != 0, wd});
+  if (c.optimizer == "adam") return std::make_unique<Adam>(std::move(params), AdamOptions{.lr = lr, .weight_decay = wd});
+  if (c.optimizer == "adamw")
+    return std::make_unique<AdamW>(std::move(params), AdamWOptions{.lr = lr, .weight_decay = wd});
+  throw std::invalid_argument(str("--optimizer: expected sgd, adam or adamw, got '", c.optimizer, "'"));
+}
+
+// Weights the priors apply to: matrices and kernels, not biases or batch-norm scales.
+std::vector<Variable> prior_weights(const Module& m) {
+  std::vector<Variable> w;
+  for (auto& [name, v] : m.named_parameters())
+    if (v.ndim() >= 2) w.push_back(v);
+  return w;
+}
+
+// The model's description length in bits (DESIGN.md idea 1) under the prior training used,
+// for n training examples: the loss is mean CE + lambda * R(w), so the prior that
+// objective assumes has strength n * lambda (optim/regularizer.h). With neither L1 nor L2,
+// a Gaussian prior with sigma fitted to the weights (the maximum-likelihood sigma = rms w).
+double model_bits(const TrainConfig& c, const std::vector<Variable>& w, int64_t n) {
+  if (c.l1 > 0) return L1Regularizer(c.l1 * double(n)).model_bits(w);
+  if (c.l2 > 0) return L2Regularizer(c.l2 * double(n)).model_bits(w);
+  double ss = 0;
+  int64_t count = 0;
+  for (const Variable& v : w) {
+    for (float x : v.value().values()) ss += double(x) * x;
+    count += v.numel();
+  }
+  if (count == 0 || ss == 0) return 0;
+  const double sigma2 = ss / double(count);
+  return L2Regularizer(1.0 / (2.0 * sigma2)).model_bits(w);
+}
+
+class EpochLog {
+ public:
+  EpochLog(const std::string& path, bool append) : path_(path) {
+    if (path.empty()) return;
+    jsonl_ = path.size() >= 5 && (path.ends_with(".jsonl") || path.ends_with(".json"));
+    const bool exists = std::ifstream(path).good();
+    f_.open(path, append ? std::ios::app : std::ios::trunc);
+    if (!f_) throw std::runtime_error(str("--log: cannot open '", path, "' for writing"));
+    if (!jsonl_ && !(append && exists))
+      f_ << "epoch,step,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,data_bits,model_bits,grad_norm,"
+            "seconds,images_per_s\n";
+  }
+  void write(const EpochRecord& r) {
+    if (!f_.is_open()) return;
+    char buf[1024];
+    if (jsonl_)
+      std::snprintf(buf, sizeof buf,
+                    "{\"epoch\": %lld, \"step\": %lld, \"lr\": %.6g, \"train_loss\": %.6f, \"train_acc\": %.6f, "
+                    "\"val_loss\": %.6f, \"val_acc\": %.6f, \"test_loss\": %.6f, \"test_acc\": %.6f, "
+                    "\"data_bits\": %.1f, \"model_bits\": %.1f, \"grad_norm\": %.6g, \"seconds\": %.3f, "
+                    "\"images_per_s\": %.1f}\n",
+                    (long long)r.epoch, (long long)r.step, r.lr, r.train_loss, r.train_acc, r.val_loss, r.val_acc,
+                    r.test_loss, r.test_acc, r.data_bits, r.model_bits, r.grad_norm, r.seconds, r.images_per_s);
+    else
+      std::snprintf(buf, sizeof buf, "%lld,%lld,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,%.1f,%.6g,%.3f,%.1f\n",
+                    (long long)r.epoch, (long long)r.step, r.lr, r.train_loss, r.train_acc, r.val_loss, r.val_acc,
+                    r.test_loss, r.test_acc, r.data_bits, r.model_bits, r.grad_norm, r.seconds, r.images_per_s);
+    f_ << buf;
+    f_.flush();
+    if (!f_) throw std::runtime_error(str("--log: write to '", path_, "' failed"));
+  }
+
+ private:
+  std::string path_;
+  std::ofstream f_;
+  bool jsonl_ = false;
+};
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+std::string fixed4(double v) { return fixed(v, 4); }
+std::string fixed1(double v) { return fixed(v, 1); }
+std::string pct(double v) { return fixed(v * 100, 2) + "%"; }
+
+Dataset limited(Dataset d, int64_t limit) { return limit > 0 && limit < d.size() ? d.slice(0, limit) : d; }
+
+}  // namespace
+
+std::vector<EpochRecord> run_training(const TrainRun& run) {
+  set_num_threads(run.threads);
+  TrainConfig cfg = run.config;
+  std::shared_ptr<Sequential> model;
+  NamedTensors opt_state;
+  TrainState state;
+  Shape input_shape;
+  if (!run.resume.empty()) {
+    LoadedCheckpoint ck = load_checkpoint(run.resume);
+    const int64_t epochs = cfg.epochs;
+    cfg = ck.config;
+    cfg.epochs = epochs;
+    model = ck.model;
+    opt_state = std::move(ck.optimizer_state);
+    state = ck.state;
+    input_shape = ck.input_shape;
+  }
+  if (cfg.epochs < 1) throw std::invalid_argument(str("--epochs: expected a positive integer, got ", cfg.epochs));
+  if (cfg.batch_size < 1) throw std::invalid_argument(str("--batch-size: expected a positive integer, got ", cfg.batch_size));
+
+  Dataset train_all = limited(load_dataset(cfg.dataset, true, cfg.data_dir), cfg.train_limit);
+  const Dataset test = limited(load_dataset(cfg.dataset, false, cfg.data_dir), cfg.test_limit);
+  if (cfg.val < 0 || cfg.val >= train_all.size())
+    throw std::invalid_argument(str("--val: expected 0 to ", train_all.size() - 1, " examples, got ", cfg.val));
+  Dataset train, val;
+  if (cfg.val > 0) std::tie(train, val) = train_all.split(cfg.val);
+  else train = std::move(train_all);
+  const Shape data_shape{train.channels(), train.height(), train.width()};
+  if (model && input_shape != data_shape)
+    throw std::runtime_error(str(run.resume, ": model input ", shape_str(input_shape), " does not match dataset '",
+                                 cfg.dataset, "' images ", shape_str(data_shape)));
+  input_shape = data_shape;
+
+  Rng rng(uint64_t(cfg.seed));
+  if (!model) model = build_model(cfg.model, input_shape, rng, parse_init(cfg.init));
+  else rng.set_state(state.rng_state);
+  {
+    // The classifier must emit one logit per class.
+    NoGradGuard ng;
+    Variable probe = (*model)(Variable(Tensor::zeros({2, input_shape[0], input_shape[1], input_shape[2]})));
+    if (probe.ndim() != 2 || probe.size(1) != train.num_classes())
+      throw std::invalid_argument(str("--model: the network outputs ", shape_str(probe.shape()), " per batch of 2, but '",
+                                      cfg.dataset, "' has ", train.num_classes(), " classes (expected (2, ",
+                                      train.num_classes(), "))"));
+  }
+  std::vector<Variable> params = model->parameters();
+  std::unique_ptr<Optimizer> opt = make_optimizer(cfg, params);
+  if (!opt_state.empty()) opt->load_state(opt_state);
+  const LrSchedule schedule = parse_schedule(cfg.lr_schedule);
+  std::unique_ptr<Regularizer> reg;
+  if (cfg.l1 > 0 && cfg.l2 > 0) throw std::invalid_argument("--l1 and --l2: choose one prior, got both");
+  if (cfg.l1 > 0) reg = std::make_unique<L1Regularizer>(cfg.l1);
+  if (cfg.l2 > 0) reg = std::make_unique<L2Regularizer>(cfg.l2);
+  const std::vector<Variable> weights = prior_weights(*model);
+
+  const ChannelStats norm = dataset_stats(cfg.dataset);
+  const bool augment = cfg.augment < 0 ? cfg.dataset == "cifar10" : cfg.augment != 0;
+  DataLoader loader(train, {.batch_size = cfg.batch_size, .shuffle = true, .seed = uint64_t(cfg.seed),
+                            .augment = augment, .norm = norm});
+  const int64_t per_epoch = loader.num_batches();
+  ProgressBar progress(run.quiet);
+  EpochLog log(run.log, !run.resume.empty());
+  std::vector<EpochRecord> records;
+
+  for (int64_t epoch = state.epoch; epoch < cfg.epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    loader.start_epoch(epoch);
+    model->train();
+    progress.start_epoch(epoch + 1, cfg.epochs, per_epoch);
+    double loss_sum = 0, norm_sum = 0;
+    int64_t seen = 0, correct = 0, batch_index = 0;
+    float lr = 0;
+    Batch b;
+    while (loader.next(b)) {
+      lr = schedule.lr(float(cfg.lr), {state.step, per_epoch, per_epoch * cfg.epochs});
+      opt->set_lr(lr);
+      opt->zero_grad();
+      Variable logits = (*model)(Variable(b.images));
+      Variable loss = cross_entropy(logits, b.labels);
+      const float lv = loss.item();
+      if (!std::isfinite(lv))
+        throw std::runtime_error(str("loss became ", lv, " at epoch ", epoch + 1, ", step ", state.step + 1,
+                                     " (batch ", batch_index + 1, " of ", per_epoch, "); stopped. ",
+                                     state.epoch > 0 || !run.resume.empty()
+                                         ? str("The last checkpoint '", run.out, "' is intact.")
+                                         : std::string("No checkpoint was written.")));
+      loss.backward();
+      if (reg) reg->add_gradient(weights);
+      const float gn = clip_grad_norm(params, cfg.clip_grad_norm > 0 ? float(cfg.clip_grad_norm)
+                                                                     : std::numeric_limits<float>::infinity());
+      opt->step();
+      ++state.step;
+      ++batch_index;
+      // Running statistics of the epoch (on the training batches, before each update).
+      const int64_t C = logits.size(1);
+      const float* p = logits.value().data();
+      const int32_t* y = b.labels.data_as<int32_t>();
+      for (int64_t i = 0; i < b.size(); ++i) {
+        int64_t best = 0;
+        for (int64_t c = 1; c < C; ++c)
+          if (p[i * C + c] > p[i * C + best]) best = c;
+        correct += best == y[i];
+      }
+      loss_sum += double(lv) * double(b.size());
+      norm_sum += gn;
+      seen += b.size();
+      progress.update(batch_index, seen, loss_sum / double(seen), double(correct) / double(seen));
+    }
+    const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    EpochRecord r;
+    r.epoch = epoch + 1;
+    r.step = state.step;
+    r.lr = lr;
+    r.train_loss = loss_sum / double(seen);
+    r.train_acc = double(correct) / double(seen);
+    r.grad_norm = norm_sum / double(std::max<int64_t>(1, batch_index));
+    const EvalResult te = evaluate(*model, test, norm);
+    r.test_loss = te.loss;
+    r.test_acc = te.accuracy;
+    if (!val.empty()) {
+      const EvalResult ve = evaluate(*model, val, norm);
+      r.val_loss = ve.loss;
+      r.val_acc = ve.accuracy;
+    }
+    r.data_bits = r.train_loss * double(train.size()) / std::log(2.0);
+    r.model_bits = model_bits(cfg, weights, train.size());
+    r.seconds = train_seconds;
+    r.images_per_s = double(seen) / train_seconds;
+
+    state.epoch = epoch + 1;
+    state.rng_state = rng.state();
+    save_checkpoint(run.out, cfg, input_shape, *model, opt.get(), state);
+    log.write(r);
+    records.push_back(r);
+    progress.line(str("epoch ", r.epoch, "/", cfg.epochs, "  loss ", fixed4(r.train_loss), "  train acc ",
+                      pct(r.train_acc), (val.empty() ? std::string() : str("  val acc ", pct(r.val_acc))),
+                      "  test loss ", fixed4(r.test_loss), "  test acc ", pct(r.test_acc), "  bits: data ",
+                      int64_t(r.data_bits), " + model ", int64_t(r.model_bits), "  ", int64_t(r.images_per_s),
+                      " img/s  ", fixed1(train_seconds), "s"));
+  }
+  return records;
+}
+
+}  // namespace crayon

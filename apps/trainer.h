@@ -1,0 +1,35 @@
+#pragma once
+// The training driver behind `crayon train`: data -> model -> loss -> backward ->
+// regularizer -> clip -> optimizer step, an evaluation and an atomic checkpoint after every
+// epoch, one log row per epoch. Kept out of main() so tests can run it in-process.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "apps/train_config.h"
+
+namespace crayon {
+
+struct TrainRun {
+  TrainConfig config;
+  std::string out = "model.h5";  // checkpoint path, rewritten after every epoch
+  std::string resume;            // continue from this checkpoint
+  std::string log;               // per-epoch log: .csv, or .jsonl / .json
+  bool quiet = false;
+  int threads = 2;
+};
+
+struct EpochRecord {
+  int64_t epoch = 0, step = 0;
+  double lr = 0, train_loss = 0, train_acc = 0, test_loss = 0, test_acc = 0;
+  double val_loss = -1, val_acc = -1;  // -1: no validation split
+  double data_bits = 0, model_bits = 0, grad_norm = 0;
+  double seconds = 0, images_per_s = 0;
+};
+
+// Throws std::runtime_error / std::invalid_argument with a one-line message on bad input
+// or a non-finite loss (naming the epoch and step; the last checkpoint is left intact).
+std::vector<EpochRecord> run_training(const TrainRun& run);
+
+}  // namespace crayon
