@@ -36,7 +36,7 @@ int cmd_train(int argc, char** argv) {
     ("seed", po::value(&c.seed)->default_value(c.seed), "seed for initialization, shuffling, augmentation, dropout")
     ("val", po::value(&c.val)->default_value(c.val), "hold out the last N training examples for validation")
     ("augment", po::value(&c.augment)->default_value(c.augment), "crop+flip augmentation: 1 on, 0 off, -1 cifar10 only")
-    ("init", po::value(&c.init)->default_value(c.init), "kaiming-uniform | kaiming-normal | xavier-uniform | xavier-normal")
+    ("init", po::value(&c.init)->default_value(c.init), "pytorch (U(+-1/sqrt(fan_in))) | kaiming-uniform | kaiming-normal | xavier-uniform | xavier-normal")
     ("train-limit", po::value(&c.train_limit)->default_value(0), "use only the first N training examples (0: all)")
     ("test-limit", po::value(&c.test_limit)->default_value(0), "evaluate on the first N test examples (0: all)")
     ("threads", po::value(&run.threads)->default_value(2), "threads for GEMM and crayon's loops")

@@ -19,6 +19,7 @@ struct Command {
 const Command kCommands[] = {
     {"train", crayon::cmd_train, "train a network (MNIST, Fashion-MNIST, CIFAR-10) with checkpoints"},
     {"eval", crayon::cmd_eval, "accuracy, loss and per-class accuracy of a checkpoint"},
+    {"fetch", crayon::cmd_fetch, "download a dataset (MNIST, Fashion-MNIST, KMNIST, CIFAR-10), verify its checksums"},
 };
 
 void usage(FILE* to) {
@@ -43,7 +44,8 @@ int main(int argc, char** argv) {
     try {
       return c.run(argc - 1, argv + 1);
     } catch (const crayon::UsageError& e) {
-      std::fprintf(stderr, "crayon %s: %s\n(run 'crayon %s --help' for usage)\n", c.name, e.what(), c.name);
+      std::fprintf(stderr, "crayon %s: %s\nusage: crayon %s [options]   ('crayon %s --help' lists them)\n", c.name,
+                   e.what(), c.name, c.name);
       return 2;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "crayon %s: %s\n", c.name, e.what());

@@ -25,7 +25,7 @@ struct TrainConfig {
   int64_t seed = 1;
   int64_t val = 0;      // held-out validation examples taken from the training set
   int64_t augment = -1; // -1: on for cifar10 only
-  std::string init = "kaiming-uniform";
+  std::string init = "pytorch";
   int64_t train_limit = 0;  // use only the first N training examples (0: all)
   int64_t test_limit = 0;   // evaluate on the first N test examples (0: all)
 };

@@ -78,19 +78,30 @@ class EpochLog {
   }
   void write(const EpochRecord& r) {
     if (!f_.is_open()) return;
+    // Without a validation split its columns are empty (CSV) or null (JSON).
+    const bool has_val = r.val_acc >= 0;
+    auto num = [&](double v, const char* fmt) {
+      char b[64];
+      std::snprintf(b, sizeof b, fmt, v);
+      return std::string(b);
+    };
+    const std::string val_loss = has_val ? num(r.val_loss, "%.6f") : (jsonl_ ? "null" : "");
+    const std::string val_acc = has_val ? num(r.val_acc, "%.6f") : (jsonl_ ? "null" : "");
     char buf[1024];
     if (jsonl_)
       std::snprintf(buf, sizeof buf,
                     "{\"epoch\": %lld, \"step\": %lld, \"lr\": %.6g, \"train_loss\": %.6f, \"train_acc\": %.6f, "
-                    "\"val_loss\": %.6f, \"val_acc\": %.6f, \"test_loss\": %.6f, \"test_acc\": %.6f, "
+                    "\"val_loss\": %s, \"val_acc\": %s, \"test_loss\": %.6f, \"test_acc\": %.6f, "
                     "\"data_bits\": %.1f, \"model_bits\": %.1f, \"grad_norm\": %.6g, \"seconds\": %.3f, "
                     "\"images_per_s\": %.1f}\n",
-                    (long long)r.epoch, (long long)r.step, r.lr, r.train_loss, r.train_acc, r.val_loss, r.val_acc,
-                    r.test_loss, r.test_acc, r.data_bits, r.model_bits, r.grad_norm, r.seconds, r.images_per_s);
+                    (long long)r.epoch, (long long)r.step, r.lr, r.train_loss, r.train_acc, val_loss.c_str(),
+                    val_acc.c_str(), r.test_loss, r.test_acc, r.data_bits, r.model_bits, r.grad_norm, r.seconds,
+                    r.images_per_s);
     else
-      std::snprintf(buf, sizeof buf, "%lld,%lld,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,%.1f,%.6g,%.3f,%.1f\n",
-                    (long long)r.epoch, (long long)r.step, r.lr, r.train_loss, r.train_acc, r.val_loss, r.val_acc,
-                    r.test_loss, r.test_acc, r.data_bits, r.model_bits, r.grad_norm, r.seconds, r.images_per_s);
+      std::snprintf(buf, sizeof buf, "%lld,%lld,%.6g,%.6f,%.6f,%s,%s,%.6f,%.6f,%.1f,%.1f,%.6g,%.3f,%.1f\n",
+                    (long long)r.epoch, (long long)r.step, r.lr, r.train_loss, r.train_acc, val_loss.c_str(),
+                    val_acc.c_str(), r.test_loss, r.test_acc, r.data_bits, r.model_bits, r.grad_norm, r.seconds,
+                    r.images_per_s);
     f_ << buf;
     f_.flush();
     if (!f_) throw std::runtime_error(str("--log: write to '", path_, "' failed"));
@@ -152,8 +163,10 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   if (!model) model = build_model(cfg.model, input_shape, rng, parse_init(cfg.init));
   else rng.set_state(state.rng_state);
   {
-    // The classifier must emit one logit per class.
+    // The classifier must emit one logit per class. Probed in eval mode, so no running
+    // statistic or dropout generator moves.
     NoGradGuard ng;
+    model->eval();
     Variable probe = (*model)(Variable(Tensor::zeros({2, input_shape[0], input_shape[1], input_shape[2]})));
     if (probe.ndim() != 2 || probe.size(1) != train.num_classes())
       throw std::invalid_argument(str("--model: the network outputs ", shape_str(probe.shape()), " per batch of 2, but '",
@@ -179,7 +192,8 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   EpochLog log(run.log, !run.resume.empty());
   std::vector<EpochRecord> records;
 
-  for (int64_t epoch = state.epoch; epoch < cfg.epochs; ++epoch) {
+  const int64_t last = run.stop_after > 0 ? std::min(cfg.epochs, state.epoch + run.stop_after) : cfg.epochs;
+  for (int64_t epoch = state.epoch; epoch < last; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     loader.start_epoch(epoch);
     model->train();

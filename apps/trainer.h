@@ -18,6 +18,8 @@ struct TrainRun {
   std::string log;               // per-epoch log: .csv, or .jsonl / .json
   bool quiet = false;
   int threads = 2;
+  int64_t stop_after = 0;  // return after this many epochs of this call (0: run to the end);
+                           // stands in for an interruption in tests
 };
 
 struct EpochRecord {

@@ -35,6 +35,9 @@ crayon_require(Boost_PROGRAM_OPTIONS_FOUND "Boost.Program_options" libboost-prog
 find_package(ZLIB QUIET)
 crayon_require(ZLIB_FOUND "zlib" zlib1g-dev)
 
+find_package(CURL QUIET)
+crayon_require(CURL_FOUND "libcurl (for crayon fetch)" libcurl4-openssl-dev)
+
 find_package(Threads REQUIRED)
 
 if(CRAYON_BUILD_TESTS)

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <string>
 
 #include "core/blas.h"
 #include "core/check.h"
@@ -91,8 +92,9 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
     throw std::invalid_argument(str("conv2d: expected bias of shape ", shape_str({w.size(0)}), ", got ",
                                     shape_str(bias.shape())));
   ConvGeom g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), 0, 0, int(w.size(2)), int(w.size(3))};
-  g.OH = window_out_size(g.H, g.KH, p.stride_h, p.pad_h, "conv2d height");
-  g.OW = window_out_size(g.W, g.KW, p.stride_w, p.pad_w, "conv2d width");
+  const std::string where = str("conv2d of input ", shape_str(x.shape()), " with weight ", shape_str(w.shape()));
+  g.OH = window_out_size(g.H, g.KH, p.stride_h, p.pad_h, (where + ", height").c_str());
+  g.OW = window_out_size(g.W, g.KW, p.stride_w, p.pad_w, (where + ", width").c_str());
 
   Tensor y = Tensor::empty({g.B, g.O, g.OH, g.OW});
   const int64_t nb = chunk_images(g), hw = g.hw(), ckk = g.ckk();
@@ -143,10 +145,8 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
     float dw_beta = beta;
     float* dx = nullptr;
     if (need_dx) {
-      float xb;
-      Tensor& gx = x.grad_accumulator(&xb);
-      if (xb == 0.f) gx.fill(0.f);  // col2im adds into it
-      dx = gx.data();
+      float xb;  // a new gradient buffer is zero-filled, so col2im can add into it either way
+      dx = x.grad_accumulator(&xb).data();
     }
     Tensor cols = Tensor::empty({ckk, nb * hw});
     Tensor dyc = Tensor::empty({g.O, nb * hw});
@@ -195,8 +195,9 @@ PoolGeom pool_geom(const Variable& x, const Pool2dParams& p, const char* what) {
     throw std::invalid_argument(str(what, ": padding (", p.pad_h, ", ", p.pad_w, ") must be at most half the kernel (",
                                     p.kernel_h, ", ", p.kernel_w, ")"));
   PoolGeom g{x.size(0), x.size(1), x.size(2), x.size(3), 0, 0};
-  g.OH = window_out_size(g.H, p.kernel_h, p.stride_h, p.pad_h, what);
-  g.OW = window_out_size(g.W, p.kernel_w, p.stride_w, p.pad_w, what);
+  const std::string where = str(what, " of input ", shape_str(x.shape()));
+  g.OH = window_out_size(g.H, p.kernel_h, p.stride_h, p.pad_h, (where + ", height").c_str());
+  g.OW = window_out_size(g.W, p.kernel_w, p.stride_w, p.pad_w, (where + ", width").c_str());
   return g;
 }
 }  // namespace

@@ -15,6 +15,24 @@ struct Variable::Node {
   std::vector<Variable> inputs;
   BackwardFn backward;
   const char* op_name = "leaf";
+
+  // Releasing the inputs one by one from here would recurse once per node of the chain
+  // behind us (a graph 1e5 ops deep overflows the stack), so nodes this one owns alone
+  // are unlinked and freed in a loop instead.
+  ~Node() {
+    std::vector<std::shared_ptr<Node>> orphans;
+    auto unlink = [&orphans](std::vector<Variable>& in) {
+      for (Variable& v : in)
+        if (v.node_ && v.node_.use_count() == 1) orphans.push_back(std::move(v.node_));
+      in.clear();
+    };
+    unlink(inputs);
+    while (!orphans.empty()) {
+      std::shared_ptr<Node> n = std::move(orphans.back());
+      orphans.pop_back();
+      unlink(n->inputs);
+    }  // n dies here with no inputs left
+  }
 };
 
 namespace {
@@ -75,7 +93,9 @@ void Variable::add_grad(const Tensor& g) {
 
 Tensor& Variable::grad_accumulator(float* beta) {
   if (!node_->grad.defined()) {
-    node_->grad = Tensor::empty(node_->value.shape());
+    // Zeros, not empty(): storage is recycled, and 0 * (stale NaN or Inf) is NaN, so a
+    // loop writing beta * out + new must never read uninitialized memory.
+    node_->grad = Tensor::zeros(node_->value.shape());
     *beta = 0.f;
   } else {
     *beta = 1.f;

@@ -44,7 +44,7 @@ class Variable {
   // grad += g (shapes must match).
   void add_grad(const Tensor& g);
   // For kernels that accumulate in place (e.g. sgemm with beta): returns the gradient
-  // buffer and sets *beta to 0 if the buffer is new and uninitialized, 1 if it holds a
+  // buffer and sets *beta to 0 if the buffer is new (zero-filled), 1 if it holds a
   // gradient to add to. Writing with out = beta*out + new keeps accumulation exact.
   Tensor& grad_accumulator(float* beta);
 

@@ -9,7 +9,7 @@ namespace crayon {
 class Conv2d : public Module {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, int kernel_h, int kernel_w, Conv2dParams p, bool bias, Rng& rng,
-         Init init = Init::kaiming_uniform);
+         Init init = Init::pytorch);
   Variable forward(const Variable& x) override;
   std::string spec() const override;
   int64_t in_channels() const { return in_; }

@@ -8,12 +8,13 @@
 namespace crayon {
 
 Init parse_init(const std::string& name) {
+  if (name == "pytorch") return Init::pytorch;
   if (name == "kaiming-uniform") return Init::kaiming_uniform;
   if (name == "kaiming-normal") return Init::kaiming_normal;
   if (name == "xavier-uniform") return Init::xavier_uniform;
   if (name == "xavier-normal") return Init::xavier_normal;
   throw std::invalid_argument(
-      str("unknown initialization '", name, "' (expected kaiming-uniform, kaiming-normal, xavier-uniform or xavier-normal)"));
+      str("unknown initialization '", name, "' (expected pytorch, kaiming-uniform, kaiming-normal, xavier-uniform or xavier-normal)"));
 }
 
 Tensor init_weight(const Shape& shape, Init kind, Rng& rng) {
@@ -22,6 +23,10 @@ Tensor init_weight(const Shape& shape, Init kind, Rng& rng) {
   for (size_t i = 2; i < shape.size(); ++i) receptive *= shape[i];
   const double fan_in = double(shape[1] * receptive), fan_out = double(shape[0] * receptive);
   switch (kind) {
+    case Init::pytorch: {
+      const float b = float(1.0 / std::sqrt(fan_in));
+      return Tensor::uniform(shape, rng, -b, b);
+    }
     case Init::kaiming_uniform: {
       const float b = float(std::sqrt(6.0 / fan_in));
       return Tensor::uniform(shape, rng, -b, b);

@@ -9,12 +9,14 @@
 namespace crayon {
 
 enum class Init {
+  pytorch,          // U(-b, b), b = 1 / sqrt(fan_in): PyTorch's default for Linear and Conv2d
+                    // (kaiming_uniform_ with a = sqrt(5)); crayon's default too
   kaiming_uniform,  // U(-b, b), b = sqrt(6 / fan_in): He init for ReLU nets
   kaiming_normal,   // N(0, 2 / fan_in)
   xavier_uniform,   // U(-b, b), b = sqrt(6 / (fan_in + fan_out))
   xavier_normal,    // N(0, 2 / (fan_in + fan_out))
 };
-Init parse_init(const std::string& name);  // "kaiming-uniform", ...; throws naming the value
+Init parse_init(const std::string& name);  // "pytorch", "kaiming-uniform", ...; throws naming the value
 
 Tensor init_weight(const Shape& shape, Init kind, Rng& rng);
 // PyTorch's default bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).

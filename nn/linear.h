@@ -7,7 +7,7 @@ namespace crayon {
 // y = x W^T + b.  x: (B, in), W: (out, in), b: (out,) -> (B, out)
 class Linear : public Module {
  public:
-  Linear(int64_t in_features, int64_t out_features, bool bias, Rng& rng, Init init = Init::kaiming_uniform);
+  Linear(int64_t in_features, int64_t out_features, bool bias, Rng& rng, Init init = Init::pytorch);
   Variable forward(const Variable& x) override;
   std::string spec() const override;
   int64_t in_features() const { return in_; }

@@ -24,6 +24,6 @@ std::string preset_spec(const std::string& name);
 
 // Build from a preset name or a spec. input: (C, H, W) of one example.
 std::shared_ptr<Sequential> build_model(const std::string& spec_or_preset, const Shape& input, Rng& rng,
-                                        Init init = Init::kaiming_uniform);
+                                        Init init = Init::pytorch);
 
 }  // namespace crayon

@@ -1,0 +1,241 @@
+// End-to-end training on real MNIST (the copy in data/mnist), checkpoints and resume.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "apps/checkpoint.h"
+#include "apps/trainer.h"
+#include "core/h5io.h"
+#include "nn/spec.h"
+#include "tests/support/tensors.h"
+
+using namespace crayon;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("crayon-train-" + std::to_string(::getpid()) + "-" +
+                                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+TrainRun small_run(const std::string& out, const std::string& model = "mlp") {
+  TrainRun run;
+  run.config.dataset = "mnist";
+  run.config.data_dir = std::string(CRAYON_SOURCE_DIR) + "/data/mnist";
+  run.config.model = model;
+  run.config.epochs = 2;
+  run.config.batch_size = 64;
+  run.config.lr = 0.05;
+  run.config.train_limit = 3000;
+  run.config.test_limit = 1000;
+  run.out = out;
+  run.quiet = true;
+  run.threads = 2;
+  return run;
+}
+
+// Same dtype, shape and bytes.
+bool same_tensor(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
+  switch (a.dtype()) {
+    case DType::f32: return std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
+    case DType::i8: return std::memcmp(a.data_as<int8_t>(), b.data_as<int8_t>(), a.nbytes()) == 0;
+    case DType::i32: return std::memcmp(a.data_as<int32_t>(), b.data_as<int32_t>(), a.nbytes()) == 0;
+  }
+  return false;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+void check_same_weights(const std::string& a, const std::string& b) {
+  LoadedCheckpoint x = load_checkpoint(a), y = load_checkpoint(b);
+  CHECK(x.state.step == y.state.step);
+  CHECK(x.state.epoch == y.state.epoch);
+  auto px = x.model->named_parameters(), py = y.model->named_parameters();
+  REQUIRE(px.size() == py.size());
+  for (size_t i = 0; i < px.size(); ++i) {
+    INFO(px[i].first);
+    CHECK(same_tensor(px[i].second.value(), py[i].second.value()));
+  }
+  auto bx = x.model->named_buffers(), by = y.model->named_buffers();
+  for (size_t i = 0; i < bx.size(); ++i) CHECK(same_tensor(bx[i].second, by[i].second));
+  REQUIRE(x.optimizer_state.size() == y.optimizer_state.size());
+  for (size_t i = 0; i < x.optimizer_state.size(); ++i)
+    CHECK(same_tensor(x.optimizer_state[i].second, y.optimizer_state[i].second));
+}
+
+}  // namespace
+
+TEST_CASE("train: lenet5 learns real MNIST from 3000 images in two epochs") {
+  TempDir dir;
+  TrainRun run = small_run(dir / "lenet.h5", "lenet5");
+  const auto records = run_training(run);
+  REQUIRE(records.size() == 2);
+  CHECK(records[1].train_loss < records[0].train_loss);
+  // Chance is 10 %; a few thousand images give ~90 % with this net.
+  CHECK(records[1].test_acc > 0.85);
+  CHECK(records[1].data_bits > 0);
+  CHECK(records[1].model_bits > 0);
+  LoadedCheckpoint ck = load_checkpoint(run.out);
+  CHECK(ck.state.epoch == 2);
+  CHECK(ck.config.model == "lenet5");
+  CHECK(ck.model->spec() == preset_spec("lenet5"));
+}
+
+TEST_CASE("train: an interrupted run resumed from its checkpoint ends with the same weights") {
+  TempDir dir;
+  TrainRun full = small_run(dir / "full.h5");
+  full.config.model = "flatten-linear(64)-relu-dropout(0.2)-linear(10)";  // dropout: its RNG must resume too
+  full.config.optimizer = "adam";
+  full.config.lr = 1e-3;
+  full.config.lr_schedule = "warmup:20+cosine";
+  full.config.epochs = 3;
+  run_training(full);
+
+  TrainRun first = full;
+  first.out = dir / "part.h5";
+  first.stop_after = 1;
+  run_training(first);
+  TrainRun rest = full;
+  rest.out = dir / "part.h5";
+  rest.resume = dir / "part.h5";
+  rest.config = TrainConfig{};  // settings come from the checkpoint
+  rest.config.epochs = 3;
+  run_training(rest);
+  check_same_weights(full.out, rest.out);
+}
+
+TEST_CASE("train: the crayon binary killed mid-run resumes to the uninterrupted result") {
+  TempDir dir;
+  const std::string bin = CRAYON_BINARY;
+  const std::string data = std::string(CRAYON_SOURCE_DIR) + "/data/mnist";
+  auto args = [&](const std::string& out, const char* epochs) {
+    return std::vector<std::string>{bin,           "train",        "--model",    "mlp", "--epochs", epochs,
+                                    "--train-limit", "4000",       "--test-limit", "500", "--data-dir", data,
+                                    "--out",         out,           "--quiet",    "--lr", "0.05"};
+  };
+  auto spawn = [](std::vector<std::string> a) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      std::vector<char*> argv;
+      for (auto& s : a) argv.push_back(s.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    return pid;
+  };
+  auto wait_ok = [](pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  };
+  REQUIRE(wait_ok(spawn(args(dir / "full.h5", "4"))));
+
+  // Kill the run as soon as its first checkpoint exists (somewhere in epoch 2).
+  const std::string part = dir / "part.h5";
+  const pid_t pid = spawn(args(part, "4"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(part) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(fs::exists(part));
+  const int64_t done = load_checkpoint(part).state.epoch;
+  CHECK(done >= 1);
+  CHECK(done < 4);  // it really was interrupted (4 epochs take far longer than the poll)
+  // No temporary file is left behind that could be mistaken for a checkpoint.
+  for (auto& e : fs::directory_iterator(dir.path)) CHECK(e.path().extension() == ".h5");
+
+  std::vector<std::string> resume{bin, "train", "--resume", part, "--epochs", "4", "--out", part, "--quiet"};
+  REQUIRE(wait_ok(spawn(resume)));
+  check_same_weights(dir / "full.h5", part);
+}
+
+TEST_CASE("train: a diverging loss stops with epoch and step named, and the last checkpoint stays intact") {
+  TempDir dir;
+  TrainRun good = small_run(dir / "model.h5");
+  good.config.epochs = 1;
+  run_training(good);
+  const std::string before = slurp(good.out);
+
+  TrainRun bad = small_run(dir / "model.h5");
+  bad.config.lr = 1e30;
+  bad.config.momentum = 0;
+  try {
+    run_training(bad);
+    FAIL("training with lr 1e30 should diverge");
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.find("at epoch 1, step ") != std::string::npos);
+    CHECK(msg.find("loss became") != std::string::npos);
+  }
+  CHECK(slurp(good.out) == before);
+}
+
+TEST_CASE("checkpoint: truncated, corrupted and foreign files are refused with the file named") {
+  TempDir dir;
+  TrainRun run = small_run(dir / "model.h5");
+  run.config.epochs = 1;
+  run.config.train_limit = 500;
+  run_training(run);
+  const std::string bytes = slurp(run.out);
+
+  auto refused = [&](const std::string& path) {
+    try {
+      load_checkpoint(path);
+    } catch (const std::exception& e) {
+      const std::string msg = e.what();
+      INFO(msg);
+      CHECK(msg.find(path) != std::string::npos);
+      return true;
+    }
+    return false;
+  };
+  const std::string truncated = dir / "truncated.h5";
+  std::ofstream(truncated, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size() / 2));
+  CHECK(refused(truncated));
+  const std::string garbage = dir / "garbage.h5";
+  std::ofstream(garbage, std::ios::binary) << "this is not an HDF5 file at all";
+  CHECK(refused(garbage));
+  CHECK(refused(dir / "missing.h5"));
+  // A valid HDF5 file that is not a crayon checkpoint.
+  const std::string foreign = dir / "foreign.h5";
+  {
+    H5Writer w(foreign);
+    w.write_tensor("x", Tensor::zeros({2}));
+    w.commit();
+  }
+  CHECK(refused(foreign));
+  // A checkpoint whose weight has the wrong shape.
+  const std::string reshaped = dir / "reshaped.h5";
+  {
+    LoadedCheckpoint ck = load_checkpoint(run.out);
+    H5Writer w(reshaped);
+    w.set_attr("/", "format", kCheckpointFormat);
+    w.set_attr("/", "format_version", kCheckpointVersion);
+    w.write_tensor("model/1/weight", Tensor::zeros({3, 3}));
+    w.commit();
+  }
+  CHECK(refused(reshaped));
+}

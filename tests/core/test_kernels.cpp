@@ -1,0 +1,272 @@
+// The fast kernels (OpenBLAS sgemm, im2col + sgemm convolution) against the plain-loop
+// oracles in core/reference.h, on many seeded random shapes.
+//
+// Tolerance: |fast - reference| <= 1e-5 * sum_k |a_k b_k|, elementwise, where the sum runs
+// over the same terms as the dot product (computed as the reference kernel applied to
+// |a| and |b|). A K-term float32 dot product is off by at most ~K * 2^-24 of that sum in
+// the worst case and ~sqrt(K) * 2^-24 typically (the reference accumulates in double), so
+// 1e-5 holds for every K used here, while a wrong index, a missing term or a misplaced
+// padding cell is off by O(1) of it.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/blas.h"
+#include "core/check.h"
+#include "core/ops.h"
+#include "core/parallel.h"
+#include "core/reference.h"
+#include "tests/support/tensors.h"
+
+using namespace crayon;
+using namespace crayon::testing;
+
+namespace {
+
+constexpr double kTol = 1e-5;
+
+float absf(float v) { return std::fabs(v); }
+
+void check_matmul(int64_t M, int64_t K, int64_t N, bool ta, bool tb, uint64_t seed) {
+  const Tensor a = normal(ta ? Shape{K, M} : Shape{M, K}, seed);
+  const Tensor b = normal(tb ? Shape{N, K} : Shape{K, N}, seed + 1);
+  const Tensor fast = matmul(Variable(a), Variable(b), ta, tb).value();
+  const Tensor want = reference::matmul(a, b, ta, tb);
+  const Tensor scale = reference::matmul(map(a, absf), map(b, absf), ta, tb);
+  check_close(fast, want, kTol, scale,
+              str("matmul M=", M, " K=", K, " N=", N, " trans_a=", ta, " trans_b=", tb));
+}
+
+// Random geometry with the kernel fitting into the padded input.
+struct ConvCase {
+  Shape x, w;
+  Conv2dParams p;
+};
+
+ConvCase random_conv_case(Rng& rng) {
+  ConvCase c;
+  const int64_t B = 1 + int64_t(rng.below(3)), C = 1 + int64_t(rng.below(4)), O = 1 + int64_t(rng.below(5));
+  const int64_t H = 1 + int64_t(rng.below(9)), W = 1 + int64_t(rng.below(9));
+  c.p.stride_h = 1 + int(rng.below(3));
+  c.p.stride_w = 1 + int(rng.below(3));
+  c.p.pad_h = int(rng.below(3));
+  c.p.pad_w = int(rng.below(3));
+  const int64_t KH = 1 + int64_t(rng.below(uint64_t(std::min<int64_t>(5, H + 2 * c.p.pad_h))));
+  const int64_t KW = 1 + int64_t(rng.below(uint64_t(std::min<int64_t>(5, W + 2 * c.p.pad_w))));
+  c.x = {B, C, H, W};
+  c.w = {O, C, KH, KW};
+  return c;
+}
+
+std::string describe(const ConvCase& c) {
+  return str("conv2d x ", shape_str(c.x), " w ", shape_str(c.w), " stride (", c.p.stride_h, ", ", c.p.stride_w,
+             ") pad (", c.p.pad_h, ", ", c.p.pad_w, ")");
+}
+
+void check_conv(const ConvCase& c, bool with_bias, uint64_t seed) {
+  const Tensor x = normal(c.x, seed), w = normal(c.w, seed + 1);
+  const Tensor b = with_bias ? normal({c.w[0]}, seed + 2) : Tensor();
+  const Tensor fast = conv2d(Variable(x), Variable(w), with_bias ? Variable(b) : Variable(), c.p).value();
+  const Tensor want = reference::conv2d(x, w, b, c.p);
+  const Tensor scale = reference::conv2d(map(x, absf), map(w, absf), with_bias ? map(b, absf) : Tensor(), c.p);
+  check_close(fast, want, kTol, scale, describe(c) + (with_bias ? " with bias" : ""));
+}
+
+// Restores the thread count a test changed.
+struct ThreadCountGuard {
+  int saved = num_threads();
+  ~ThreadCountGuard() { set_num_threads(saved); }
+};
+
+}  // namespace
+
+TEST_CASE("blas: the binary links OpenBLAS, not the reference BLAS") {
+  const std::string info = blas_info();
+  INFO(info);
+  CHECK(info.find("OpenBLAS") != std::string::npos);
+}
+
+TEST_CASE("matmul: matches the reference kernel for all transpose combinations on random shapes") {
+  Rng rng(1);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int64_t M = 1 + int64_t(rng.below(40)), K = 1 + int64_t(rng.below(40)), N = 1 + int64_t(rng.below(40));
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) check_matmul(M, K, N, ta, tb, uint64_t(trial * 4 + ta * 2 + tb));
+  }
+}
+
+TEST_CASE("matmul: matches the reference kernel on degenerate and larger shapes") {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      check_matmul(1, 1, 1, ta, tb, 10);
+      check_matmul(1, 7, 1, ta, tb, 11);
+      check_matmul(1, 300, 17, ta, tb, 12);  // one row, long inner dimension
+      check_matmul(129, 65, 67, ta, tb, 13);  // beyond OpenBLAS's small-matrix paths
+    }
+}
+
+TEST_CASE("conv2d: matches the reference kernel on random shapes, strides and paddings") {
+  Rng rng(2);
+  for (int trial = 0; trial < 150; ++trial) {
+    const ConvCase c = random_conv_case(rng);
+    check_conv(c, trial % 3 != 0, uint64_t(100 + trial));
+  }
+}
+
+TEST_CASE("conv2d: matches the reference kernel on typical layer shapes") {
+  check_conv({{2, 3, 32, 32}, {8, 3, 5, 5}, {}}, true, 300);           // LeNet-style 5x5, CIFAR input
+  check_conv({{3, 6, 14, 14}, {16, 6, 5, 5}, {}}, true, 301);
+  check_conv({{2, 8, 15, 15}, {8, 8, 3, 3}, {2, 2, 1, 1}}, true, 302);  // strided, padded, odd
+  check_conv({{1, 4, 9, 11}, {5, 4, 1, 1}, {}}, false, 303);            // 1x1 kernel
+  check_conv({{2, 2, 5, 5}, {3, 2, 5, 5}, {}}, true, 304);              // kernel = input: 1x1 output
+}
+
+TEST_CASE("conv2d: matches the reference kernel when the batch is split into several GEMM chunks") {
+  // Columns per image: C*KH*KW * OH*OW = 27 * 1024 = 27648 floats, so chunk_images() puts
+  // 2^20 / 27648 = 37 images in each GEMM: a batch of 80 runs as 37 + 37 + 6.
+  check_conv({{80, 3, 32, 32}, {4, 3, 3, 3}, {1, 1, 1, 1}}, true, 400);
+}
+
+TEST_CASE("conv2d: backward over several GEMM chunks matches the reference's directional derivatives") {
+  // L = sum(r * conv(x, w, b)) is linear in each of x, w and b, so for any direction d,
+  // (L(w + d) - L(w - d)) / 2 = <dL/dw, d> exactly in real arithmetic; with the reference
+  // kernel (double accumulation) on both sides it is exact to float rounding of y.
+  const Conv2dParams p{1, 1, 1, 1};
+  const Tensor x = normal({80, 3, 32, 32}, 500), w = normal({4, 3, 3, 3}, 501), b = normal({4}, 502);
+  const Tensor r = normal({80, 4, 32, 32}, 503);
+  Variable vx(x, true), vw(w, true), vb(b, true);
+  Variable y = conv2d(vx, vw, vb, p);
+  y.backward(r);
+
+  auto loss = [&](const Tensor& xx, const Tensor& ww, const Tensor& bb) {
+    const Tensor yy = reference::conv2d(xx, ww, bb, p);
+    double s = 0;
+    for (int64_t i = 0; i < yy.numel(); ++i) s += double(r.data()[i]) * yy.data()[i];
+    return s;
+  };
+  auto shifted = [](const Tensor& t, const Tensor& d, float sign) {
+    Tensor out = t.clone();
+    for (int64_t i = 0; i < out.numel(); ++i) out.data()[i] += sign * d.data()[i];
+    return out;
+  };
+  auto dot = [](const Tensor& g, const Tensor& d) {
+    double s = 0, scale = 0;
+    for (int64_t i = 0; i < g.numel(); ++i) {
+      s += double(g.data()[i]) * d.data()[i];
+      scale += std::fabs(double(g.data()[i]) * d.data()[i]);
+    }
+    return std::pair{s, scale};
+  };
+  const Tensor dx = normal(x.shape(), 504), dw = normal(w.shape(), 505), db = normal(b.shape(), 506);
+
+  const auto [gx, sx] = dot(vx.grad(), dx);
+  const double nx = (loss(shifted(x, dx, 1), w, b) - loss(shifted(x, dx, -1), w, b)) / 2;
+  CHECK(std::fabs(gx - nx) <= 1e-4 * sx);
+  const auto [gw, sw] = dot(vw.grad(), dw);
+  const double nw = (loss(x, shifted(w, dw, 1), b) - loss(x, shifted(w, dw, -1), b)) / 2;
+  CHECK(std::fabs(gw - nw) <= 1e-4 * sw);
+  const auto [gb, sb] = dot(vb.grad(), db);
+  const double nb = (loss(x, w, shifted(b, db, 1)) - loss(x, w, shifted(b, db, -1))) / 2;
+  CHECK(std::fabs(gb - nb) <= 1e-4 * sb);
+}
+
+TEST_CASE("threads: 1 and 2 threads give conv2d and matmul results equal within float round-off") {
+  // OpenBLAS may split a GEMM differently per thread count, so bit-identity across thread
+  // counts is not promised (DESIGN.md promises it for a fixed count); the results must agree
+  // to the kernel tolerance, and a fixed count must reproduce itself bit for bit.
+  ThreadCountGuard guard;
+  const Tensor x = normal({40, 3, 32, 32}, 600), w = normal({8, 3, 3, 3}, 601), b = normal({8}, 602);
+  const Tensor a = normal({257, 130}, 603), m = normal({130, 191}, 604);
+  const Conv2dParams p{1, 1, 1, 1};
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    REQUIRE(num_threads() == threads);
+    Variable vx(x, true), vw(w, true);
+    Variable y = conv2d(vx, vw, Variable(b), p);
+    y.backward(Tensor::ones(y.shape()));
+    return std::vector<Tensor>{y.value(), vx.grad(), vw.grad(), matmul(Variable(a), Variable(m)).value()};
+  };
+  const std::vector<Tensor> one = run(1), two = run(2), two_again = run(2);
+  const Tensor conv_scale = reference::conv2d(map(x, absf), map(w, absf), map(b, absf), p);
+  check_close(two[0], one[0], kTol, conv_scale, "conv2d forward, 2 vs 1 threads");
+  check_close(two[1], one[1], 1e-4, {}, "conv2d dx, 2 vs 1 threads");
+  check_close(two[2], one[2], 1e-4, {}, "conv2d dw, 2 vs 1 threads");
+  check_close(two[3], one[3], kTol, reference::matmul(map(a, absf), map(m, absf)), "matmul, 2 vs 1 threads");
+  for (size_t i = 0; i < two.size(); ++i) {
+    CAPTURE(i);
+    CHECK(bitwise_equal(two[i], two_again[i]));
+  }
+}
+
+TEST_CASE("threads: pooling forward and backward are bit-identical for 1 and 2 threads") {
+  // Each (image, channel) plane is one task, so the split cannot change any sum.
+  ThreadCountGuard guard;
+  const Tensor x = normal({3, 5, 9, 8}, 610), dy = normal({3, 5, 5, 4}, 611);
+  const Pool2dParams p{3, 3, 2, 2, 1, 1};
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    Variable vm(x, true), va(x, true);
+    Variable ym = max_pool2d(vm, p), ya = avg_pool2d(va, p);
+    ym.backward(dy);
+    ya.backward(dy);
+    return std::vector<Tensor>{ym.value(), vm.grad(), ya.value(), va.grad()};
+  };
+  const std::vector<Tensor> one = run(1), two = run(2);
+  for (size_t i = 0; i < one.size(); ++i) {
+    CAPTURE(i);
+    CHECK(bitwise_equal(one[i], two[i]));
+  }
+}
+
+TEST_CASE("parallel_for: every index from 0 to n-1 is visited exactly once, for 1 to 3 threads") {
+  ThreadCountGuard guard;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    CHECK(num_threads() == threads);
+    for (int64_t n : {0, 1, 2, 3, 7, 1000}) {
+      CAPTURE(threads);
+      CAPTURE(n);
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      std::atomic<int> calls{0};
+      parallel_for(n, [&](int64_t begin, int64_t end) {
+        ++calls;
+        for (int64_t i = begin; i < end; ++i) ++hits[size_t(i)];
+      });
+      bool once = true;
+      for (auto& h : hits) once = once && h == 1;
+      CHECK(once);
+      CHECK(calls <= threads);
+      // Below min_per_thread * 2 the loop runs inline, in one call.
+      calls = 0;
+      parallel_for(n, [&](int64_t, int64_t) { ++calls; }, 100000);
+      CHECK(calls == (n > 0 ? 1 : 0));
+    }
+  }
+  CHECK_THROWS_AS(set_num_threads(0), std::invalid_argument);
+}
+
+TEST_CASE("parallel_for: nested loops run inline and an exception reaches the caller") {
+  ThreadCountGuard guard;
+  set_num_threads(2);
+  std::atomic<int64_t> total{0};
+  parallel_for(4, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      parallel_for(10, [&](int64_t b2, int64_t e2) { total += e2 - b2; });
+  });
+  CHECK(total == 40);
+  CHECK_THROWS_AS(parallel_for(8, [](int64_t b, int64_t) {
+    if (b > 0) throw std::runtime_error("worker failed");
+  }), std::runtime_error);
+  CHECK_THROWS_AS(parallel_for(8, [](int64_t b, int64_t) {
+    if (b == 0) throw std::runtime_error("caller's part failed");
+  }), std::runtime_error);
+  // The pool still works afterwards.
+  std::atomic<int64_t> after{0};
+  parallel_for(6, [&](int64_t b, int64_t e) { after += e - b; });
+  CHECK(after == 6);
+}
