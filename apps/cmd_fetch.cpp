@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -16,6 +17,11 @@
 namespace crayon {
 
 namespace {
+
+// Ctrl-C during a download cancels it through the progress callback, so that the
+// transfer's temporary file is removed rather than left behind (170 MB for CIFAR-10).
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_interrupt(int) { g_interrupted = 1; }
 
 std::string usage_text() {
   std::string s =
@@ -100,8 +106,11 @@ int cmd_fetch(int argc, char** argv) {
   const ProgressFn bar = progress_line();
   bool bar_drawn = false;
   o.progress = [&](uint64_t done, uint64_t total) {
+    if (g_interrupted) throw FetchCancelled("interrupted; nothing half-written was left behind");
     if (bar) bar(done, total), bar_drawn = true;
   };
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
   o.log = [&](const std::string& line) {
     if (bar_drawn) std::fprintf(stderr, "\n"), bar_drawn = false;
     std::printf("%s\n", line.c_str());
@@ -109,6 +118,9 @@ int cmd_fetch(int argc, char** argv) {
   };
   std::printf("fetching %s into %s\n", name.c_str(), dir.c_str());
   const std::vector<FetchedFile> files = fetch_dataset(*src, dir, o);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (bar_drawn) std::fprintf(stderr, "\n");
   size_t fetched = 0;
   for (const auto& f : files) fetched += f.skipped ? 0 : 1;
   std::printf("%s: ready in %s (%zu file%s downloaded, %zu already present)\n", name.c_str(), dir.c_str(), fetched,

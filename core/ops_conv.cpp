@@ -22,6 +22,16 @@ int64_t window_out_size(int64_t in, int kernel, int stride, int pad, const char*
   return span / stride + 1;
 }
 
+// The output columns ow whose input column iw = ow*stride - pad + k lies inside [0, W):
+// [lo, hi). Computing the range once per row keeps branches out of the inner loops.
+static inline void valid_range(int64_t OW, int64_t W, int stride, int pad, int k, int64_t& lo, int64_t& hi) {
+  const int64_t first = pad - k;  // iw >= 0  <=>  ow*stride >= pad - k
+  lo = first <= 0 ? 0 : std::min<int64_t>(OW, (first + stride - 1) / stride);
+  const int64_t last = W - 1 + pad - k;  // iw <= W-1
+  hi = last < 0 ? 0 : std::min<int64_t>(OW, last / stride + 1);
+  if (hi < lo) hi = lo;
+}
+
 // cols row r = (c, kh, kw), column = (oh, ow); ld_cols is the row stride, so the columns
 // of several images can sit side by side in one matrix.
 void im2col(const float* x, int64_t C, int64_t H, int64_t W, int KH, int KW, const Conv2dParams& p,
@@ -30,6 +40,8 @@ void im2col(const float* x, int64_t C, int64_t H, int64_t W, int KH, int KW, con
     for (int kh = 0; kh < KH; ++kh)
       for (int kw = 0; kw < KW; ++kw) {
         float* row = cols + ((c * KH + kh) * KW + kw) * ld_cols;
+        int64_t lo, hi;
+        valid_range(OW, W, p.stride_w, p.pad_w, kw, lo, hi);
         for (int64_t oh = 0; oh < OH; ++oh) {
           const int64_t ih = oh * p.stride_h - p.pad_h + kh;
           float* out = row + oh * OW;
@@ -38,10 +50,14 @@ void im2col(const float* x, int64_t C, int64_t H, int64_t W, int KH, int KW, con
             continue;
           }
           const float* in = x + (c * H + ih) * W;
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const int64_t iw = ow * p.stride_w - p.pad_w + kw;
-            out[ow] = (iw >= 0 && iw < W) ? in[iw] : 0.f;
+          const int64_t off = kw - p.pad_w;  // iw = ow * stride + off
+          std::fill_n(out, lo, 0.f);
+          if (p.stride_w == 1) {
+            std::copy(in + lo + off, in + hi + off, out + lo);
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * p.stride_w + off];
           }
+          std::fill(out + hi, out + OW, 0.f);
         }
       }
 }
@@ -52,15 +68,15 @@ void col2im_add(const float* cols, int64_t C, int64_t H, int64_t W, int KH, int 
     for (int kh = 0; kh < KH; ++kh)
       for (int kw = 0; kw < KW; ++kw) {
         const float* row = cols + ((c * KH + kh) * KW + kw) * ld_cols;
+        int64_t lo, hi;
+        valid_range(OW, W, p.stride_w, p.pad_w, kw, lo, hi);
         for (int64_t oh = 0; oh < OH; ++oh) {
           const int64_t ih = oh * p.stride_h - p.pad_h + kh;
           if (ih < 0 || ih >= H) continue;
           float* xin = x + (c * H + ih) * W;
+          const int64_t off = kw - p.pad_w;
           const float* in = row + oh * OW;
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const int64_t iw = ow * p.stride_w - p.pad_w + kw;
-            if (iw >= 0 && iw < W) xin[iw] += in[ow];
-          }
+          for (int64_t ow = lo; ow < hi; ++ow) xin[ow * p.stride_w + off] += in[ow];
         }
       }
 }
@@ -212,24 +228,28 @@ Variable max_pool2d(const Variable& x, const Pool2dParams& p) {
   parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
     for (int64_t bc = bc0; bc < bc1; ++bc) {
       const float* plane = px + bc * g.H * g.W;
-      for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        // The window's rows and columns clipped to the input, so the loops need no tests.
+        const int64_t ih0 = oh * p.stride_h - p.pad_h;
+        const int64_t h_lo = std::max<int64_t>(0, ih0), h_hi = std::min<int64_t>(g.H, ih0 + p.kernel_h);
         for (int64_t ow = 0; ow < g.OW; ++ow) {
-          float best = -std::numeric_limits<float>::infinity();
-          int32_t bi = -1;
-          for (int kh = 0; kh < p.kernel_h; ++kh) {
-            const int64_t ih = oh * p.stride_h - p.pad_h + kh;
-            if (ih < 0 || ih >= g.H) continue;
-            for (int kw = 0; kw < p.kernel_w; ++kw) {
-              const int64_t iw = ow * p.stride_w - p.pad_w + kw;
-              if (iw < 0 || iw >= g.W) continue;
+          const int64_t iw0 = ow * p.stride_w - p.pad_w;
+          const int64_t w_lo = std::max<int64_t>(0, iw0), w_hi = std::min<int64_t>(g.W, iw0 + p.kernel_w);
+          int64_t bi = h_lo * g.W + w_lo;
+          float best = plane[bi];
+          for (int64_t ih = h_lo; ih < h_hi; ++ih)
+            for (int64_t iw = w_lo; iw < w_hi; ++iw) {
               const float v = plane[ih * g.W + iw];
-              if (bi < 0 || v > best) { best = v; bi = int32_t(ih * g.W + iw); }
+              if (v > best) {
+                best = v;
+                bi = ih * g.W + iw;
+              }
             }
-          }
           const int64_t o = (bc * g.OH + oh) * g.OW + ow;
           py[o] = best;
-          pa[o] = bi;
+          pa[o] = int32_t(bi);
         }
+      }
     }
   });
   return make_result(std::move(y), {x}, [g, arg](const Tensor& dy, std::vector<Variable>& in) {

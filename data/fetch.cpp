@@ -326,6 +326,8 @@ TempPath download_verified(const RemoteFile& f, const fs::path& dir, const Fetch
       out.md5 = md5;
       out.bytes = n;
       return tmp;
+    } catch (const FetchCancelled&) {
+      throw;
     } catch (const std::exception& e) {
       errors += (errors.empty() ? "" : "; ") + std::string(e.what());
       if (i + 1 < f.urls.size()) say(o, str(e.what(), " (trying the next mirror)"));
@@ -412,7 +414,17 @@ FetchedFile fetch_archive(const RemoteFile& f, const fs::path& dir, const FetchO
   TempPath archive = download_verified(f, dir, o, out);
   TempPath unpack = temp_dir(dir, f.name);
   say(o, str("unpacking ", f.name));
-  const std::vector<TarMember> members = extract_tar(archive.path().string(), unpack.path().string());
+  std::vector<TarMember> members;
+  try {
+    members = extract_tar(archive.path().string(), unpack.path().string());
+  } catch (const std::runtime_error& e) {
+    // Name the URL and the file, not the hidden temporary the archive was read from.
+    std::string msg = e.what();
+    const std::string tmp = archive.path().string();
+    for (size_t at; (at = msg.find(tmp)) != std::string::npos;) msg.replace(at, tmp.size(), f.name);
+    if (msg.rfind(f.name + ": ", 0) == 0) msg.erase(0, f.name.size() + 2);
+    throw std::runtime_error(str(out.url, ": ", msg));
+  }
 
   // Choose the members (paths below f.strip) that land in dir.
   std::string strip = f.strip;

@@ -19,6 +19,7 @@
 // `crayon fetch` command takes it from $CRAYON_FETCH_BASE_URL. Checksums never change.
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -47,8 +48,14 @@ struct DatasetSource {
   std::vector<RemoteFile> files;
 };
 
-// Bytes received so far and the total (0 when the server does not say).
+// Bytes received so far and the total (0 when the server does not say). It may throw
+// FetchCancelled to stop the transfer (on Ctrl-C, say): the download's temporary file is
+// removed and no mirror is tried.
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+
+struct FetchCancelled : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 struct FetchOptions {
   std::string base_url;                    // "" = the real URLs; else "http://host[:port][/prefix]"

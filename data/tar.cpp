@@ -44,7 +44,13 @@ class TarReader {
   // that a gzip stream is inflated to its end and its CRC checked.
   void finish();
 
-  [[noreturn]] void fail(const std::string& what) const { throw std::runtime_error(str(in_.path(), ": ", what)); }
+  // Names and fields come from the archive: control characters become '?', so that the
+  // error stays one printable line.
+  [[noreturn]] void fail(std::string what) const {
+    for (char& ch : what)
+      if ((unsigned char)ch < 0x20 || ch == 0x7f) ch = '?';
+    throw std::runtime_error(str(in_.path(), ": ", what));
+  }
   [[noreturn]] void fail_member(const std::string& what) const {
     fail(str("member '", member_.path, "' ", what));
   }
