@@ -251,6 +251,10 @@ std::optional<TarMember> TarReader::next() {
       fail_member(str(refused, " (to '", text_field(h, 157, 100),
                       "'); only regular files and directories are unpacked"));
     member_.path = safe_path(raw, member_.type == TarMember::Type::kDirectory);
+    if (member_.path.empty()) {  // "./", the archive's root: nothing to create
+      skip(padded(size), "the data of a member");
+      continue;
+    }
 
     if (++members_ > limits_.max_members) fail(str("more than ", limits_.max_members, " members"));
     total_ += size;
