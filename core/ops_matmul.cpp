@@ -28,12 +28,12 @@ Variable matmul(const Variable& a, const Variable& b, bool trans_a, bool trans_b
     // C = op(A) op(B). dop(A) = dC op(B)^T, dop(B) = op(A)^T dC; if A itself was
     // transposed, dA = (dop(A))^T = op(B) dC^T, and likewise for B.
     if (in[0].requires_grad()) {
-      float* da = in[0].grad_accumulator(&beta).data();
+      float* da = in[0].grad_for_gemm(&beta).data();
       if (!trans_a) sgemm(false, !trans_b, int(M), int(K), int(N), 1.f, pdy, int(N), pb, ldb, beta, da, lda);
       else sgemm(trans_b, true, int(K), int(M), int(N), 1.f, pb, ldb, pdy, int(N), beta, da, lda);
     }
     if (in[1].requires_grad()) {
-      float* db = in[1].grad_accumulator(&beta).data();
+      float* db = in[1].grad_for_gemm(&beta).data();
       if (!trans_b) sgemm(!trans_a, false, int(K), int(N), int(M), 1.f, pa, lda, pdy, int(N), beta, db, ldb);
       else sgemm(true, trans_a, int(N), int(K), int(M), 1.f, pdy, int(N), pa, lda, beta, db, ldb);
     }

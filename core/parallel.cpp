@@ -108,12 +108,12 @@ void set_num_threads(int n) {
 
 int num_threads() { return g_threads; }
 
-void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& f, int64_t min_per_thread) {
-  if (n <= 0) return;
-  const int64_t parts = std::min<int64_t>(g_threads, n / std::max<int64_t>(1, min_per_thread));
+namespace {
+int run_parts(int64_t n, int64_t parts, const std::function<void(int, int64_t, int64_t)>& f) {
+  if (n <= 0) return 0;
   if (parts <= 1 || t_inside) {
-    f(0, n);
-    return;
+    f(0, 0, n);
+    return 1;
   }
   std::lock_guard<std::mutex> lock(g_run_mu);
   const std::function<void(int)> job = [&](int part) {
@@ -122,9 +122,29 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& f, int
       ~Inside() { t_inside = false; }
     } inside;
     const int64_t begin = n * part / parts, end = n * (part + 1) / parts;
-    if (begin < end) f(begin, end);
+    if (begin < end) f(part, begin, end);
   };
   pool().run(int(parts), job);
+  return int(parts);
+}
+}  // namespace
+
+void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& f, int64_t min_per_thread) {
+  const int64_t parts = std::min<int64_t>(g_threads, n / std::max<int64_t>(1, min_per_thread));
+  run_parts(n, parts, [&](int, int64_t b, int64_t e) { f(b, e); });
+}
+
+int parallel_parts(int64_t n, const std::function<void(int, int64_t, int64_t)>& f) {
+  return run_parts(n, std::min<int64_t>(g_threads, n), f);
+}
+
+
+
+SingleThreadedBlas::SingleThreadedBlas() {
+  if (g_threads > 1) openblas_set_num_threads(1);
+}
+SingleThreadedBlas::~SingleThreadedBlas() {
+  if (g_threads > 1) openblas_set_num_threads(g_threads);
 }
 
 }  // namespace crayon

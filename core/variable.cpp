@@ -91,6 +91,16 @@ void Variable::add_grad(const Tensor& g) {
   }
 }
 
+Tensor& Variable::grad_for_gemm(float* beta) {
+  if (!node_->grad.defined()) {
+    node_->grad = Tensor::empty(node_->value.shape());
+    *beta = 0.f;
+  } else {
+    *beta = 1.f;
+  }
+  return node_->grad;
+}
+
 Tensor& Variable::grad_accumulator(float* beta) {
   if (!node_->grad.defined()) {
     // Zeros, not empty(): storage is recycled, and 0 * (stale NaN or Inf) is NaN, so a
