@@ -6,6 +6,7 @@
 #include "apps/trainer.h"
 #include "core/check.h"
 #include "data/data_dir.h"
+#include "nn/spec.h"
 
 namespace crayon {
 
@@ -56,6 +57,16 @@ int cmd_train(int argc, char** argv) {
   require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
   if (c.augment < -1 || c.augment > 1) throw UsageError(str("--augment: expected -1, 0 or 1, got ", c.augment));
   if (nesterov && c.momentum <= 0) throw UsageError("--nesterov: needs --momentum > 0");
+  if (!vm.count("resume")) {
+    // A bad spec is a bad flag value: check it against the dataset's image shape now.
+    const Shape input = c.dataset == "cifar10" ? Shape{3, 32, 32} : Shape{1, 28, 28};
+    Rng rng(0);
+    try {
+      build_model(c.model, input, rng);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(str("--model: ", e.what()));
+    }
+  }
   if (vm.count("resume")) {
     // A resumed run continues the checkpoint's run exactly, so its settings can't change.
     const std::set<std::string> allowed{"resume", "epochs", "out", "log", "quiet", "threads", "help"};

@@ -6,6 +6,16 @@
 
 namespace crayon {
 
+std::vector<int32_t> predictions(const Tensor& logits) {
+  const int64_t B = logits.size(0), C = logits.size(1);
+  const float* p = logits.data();
+  std::vector<int32_t> out(size_t(B), 0);
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t c = 1; c < C; ++c)
+      if (p[i * C + c] > p[i * C + out[size_t(i)]]) out[size_t(i)] = int32_t(c);
+  return out;
+}
+
 EvalResult evaluate(Module& model, const Dataset& data, const ChannelStats& norm, int64_t batch_size) {
   const bool was_training = model.is_training();
   model.eval();
@@ -19,15 +29,11 @@ EvalResult evaluate(Module& model, const Dataset& data, const ChannelStats& norm
   while (loader.next(b)) {
     Variable logits = model(Variable(b.images));
     loss_sum += double(cross_entropy(logits, b.labels).item()) * double(b.size());
-    const int64_t C = logits.size(1);
-    const float* p = logits.value().data();
+    const std::vector<int32_t> pred = predictions(logits.value());
     const int32_t* y = b.labels.data_as<int32_t>();
     for (int64_t i = 0; i < b.size(); ++i) {
-      int64_t best = 0;
-      for (int64_t c = 1; c < C; ++c)
-        if (p[i * C + c] > p[i * C + best]) best = c;
       r.class_total[size_t(y[i])]++;
-      if (best == y[i]) r.class_correct[size_t(y[i])]++;
+      if (pred[size_t(i)] == y[i]) r.class_correct[size_t(y[i])]++;
     }
     r.n += b.size();
   }

@@ -15,6 +15,9 @@ struct EvalResult {
   std::vector<int64_t> class_correct, class_total;
 };
 
+// Index of the largest logit of each row of (B, C) logits (the first on ties).
+std::vector<int32_t> predictions(const Tensor& logits);
+
 // The model in eval mode over the whole dataset, without recording a graph.
 EvalResult evaluate(Module& model, const Dataset& data, const ChannelStats& norm, int64_t batch_size = 1000);
 

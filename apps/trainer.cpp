@@ -223,15 +223,9 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
       ++state.step;
       ++batch_index;
       // Running statistics of the epoch (on the training batches, before each update).
-      const int64_t C = logits.size(1);
-      const float* p = logits.value().data();
+      const std::vector<int32_t> pred = predictions(logits.value());
       const int32_t* y = b.labels.data_as<int32_t>();
-      for (int64_t i = 0; i < b.size(); ++i) {
-        int64_t best = 0;
-        for (int64_t c = 1; c < C; ++c)
-          if (p[i * C + c] > p[i * C + best]) best = c;
-        correct += best == y[i];
-      }
+      for (int64_t i = 0; i < b.size(); ++i) correct += pred[size_t(i)] == y[i];
       loss_sum += double(lv) * double(b.size());
       norm_sum += gn;
       seen += b.size();

@@ -18,8 +18,8 @@ for r in "${runs[@]}"; do
            --out out/bench/lenet5.h5 --log out/bench/lenet5.csv --quiet ;;
     fashion) name=fashion-lenet5; $crayon train --dataset fashion-mnist --model lenet5 --epochs 20 --lr 0.05 --lr-schedule cosine \
            --seed 1 --out out/bench/fashion-lenet5.h5 --log out/bench/fashion-lenet5.csv --quiet ;;
-    cifar) name=cifar-cnn; $crayon train --dataset cifar10 --data-dir "${CIFAR_DIR:-data/cifar10}" --model cifar-cnn --epochs 30 \
-           --lr 0.05 --lr-schedule cosine --weight-decay 5e-4 --seed 1 \
+    cifar) name=cifar-cnn; $crayon train --dataset cifar10 --data-dir "${CIFAR_DIR:-data/cifar10}" --model cifar-cnn --epochs 20 \
+           --lr 0.01 --lr-schedule cosine --weight-decay 5e-4 --seed 1 \
            --out out/bench/cifar-cnn.h5 --log out/bench/cifar-cnn.csv --quiet ;;
     *) echo "accuracy.sh: unknown run '$r' (expected mlp, lenet5, fashion or cifar)" >&2; exit 2 ;;
   esac

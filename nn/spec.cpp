@@ -174,6 +174,15 @@ std::shared_ptr<Sequential> build_model(const std::string& spec_or_preset, const
         fail(spec, l.pos, str("'", l.name, "' needs ", what, " input, but the previous layers give ", shape_str(shape),
                               r == 1 ? " (add 'flatten' before it)" : ""));
     };
+    // Output height and width of a sliding window over the current (C, H, W).
+    auto window_out = [&](int kh, int kw, int sh, int sw, int ph, int pw, const std::string& what) {
+      try {
+        return std::pair{window_out_size(shape[1], kh, sh, ph, (what + " height").c_str()),
+                         window_out_size(shape[2], kw, sw, pw, (what + " width").c_str())};
+      } catch (const std::invalid_argument& e) {
+        fail(spec, l.pos, str(e.what(), " (input ", shape_str(shape), ")"));
+      }
+    };
     if (l.name == "conv") {
       Args a(spec, l, {"out", "kernel", "stride", "pad", "bias"});
       need_rank(3, "(C, H, W)");
@@ -183,13 +192,7 @@ std::shared_ptr<Sequential> build_model(const std::string& spec_or_preset, const
       const Conv2dParams p{sh, sw, ph, pw};
       const int64_t out = a.integer("out", std::nullopt);
       const bool bias = a.integer("bias", 1, 0) != 0;
-      int64_t oh, ow;
-      try {
-        oh = window_out_size(shape[1], kh, sh, ph, "conv height");
-        ow = window_out_size(shape[2], kw, sw, pw, "conv width");
-      } catch (const std::invalid_argument& e) {
-        fail(spec, l.pos, str(e.what(), " (input ", shape_str(shape), ")"));
-      }
+      const auto [oh, ow] = window_out(kh, kw, sh, sw, ph, pw, "conv");
       model->add(std::make_shared<Conv2d>(shape[0], out, kh, kw, p, bias, rng, init));
       shape = {out, oh, ow};
     } else if (l.name == "linear") {
@@ -206,13 +209,7 @@ std::shared_ptr<Sequential> build_model(const std::string& spec_or_preset, const
       const auto [ph, pw] = a.pair("pad", std::pair{0, 0}, 0);
       const Pool2dParams p{kh, kw, sh, sw, ph, pw};
       if (2 * ph > kh || 2 * pw > kw) fail(spec, l.pos, "pooling padding must be at most half the kernel");
-      int64_t oh, ow;
-      try {
-        oh = window_out_size(shape[1], kh, sh, ph, "pool height");
-        ow = window_out_size(shape[2], kw, sw, pw, "pool width");
-      } catch (const std::invalid_argument& e) {
-        fail(spec, l.pos, str(e.what(), " (input ", shape_str(shape), ")"));
-      }
+      const auto [oh, ow] = window_out(kh, kw, sh, sw, ph, pw, "pool");
       if (l.name == "maxpool") model->add(std::make_shared<MaxPool2d>(p));
       else model->add(std::make_shared<AvgPool2d>(p));
       shape = {shape[0], oh, ow};

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -238,4 +239,35 @@ TEST_CASE("checkpoint: truncated, corrupted and foreign files are refused with t
     w.commit();
   }
   CHECK(refused(reshaped));
+}
+
+TEST_CASE("cli: bad flags and values exit 2 with one line naming the flag; bad files exit 1 naming the file") {
+  TempDir dir;
+  const std::string err = dir / "stderr.txt";
+  auto run = [&](const std::string& args) {
+    const int status = std::system((std::string(CRAYON_BINARY) + " " + args + " > /dev/null 2> " + err).c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  auto first_line = [&] {
+    std::ifstream f(err);
+    std::string line;
+    std::getline(f, line);
+    return line;
+  };
+  CHECK(run("--help") == 0);
+  CHECK(run("train --help") == 0);
+  CHECK(run("train --epochs abc") == 2);
+  CHECK(first_line().find("--epochs") != std::string::npos);
+  CHECK(run("train --epochs 0") == 2);
+  CHECK(first_line().find("--epochs: expected a positive number, got 0") != std::string::npos);
+  CHECK(run("train --optimizer rmsprop") == 2);
+  CHECK(first_line().find("--optimizer: expected one of sgd, adam, adamw, got 'rmsprop'") != std::string::npos);
+  CHECK(run("train --model 'conv(6,5)-relu-foo'") == 2);
+  CHECK(first_line().find("position 16: unknown layer 'foo'") != std::string::npos);
+  CHECK(run("train --bogus") == 2);
+  CHECK(run("frobnicate") == 2);
+  CHECK(run("eval --model " + (dir / "missing.h5")) == 1);
+  CHECK(first_line().find(dir / "missing.h5") != std::string::npos);
+  CHECK(run("train --resume " + (dir / "missing.h5") + " --lr 0.1") == 2);
+  CHECK(first_line().find("--lr: cannot be changed when resuming") != std::string::npos);
 }
