@@ -1,0 +1,186 @@
+#include "quant/fake_quant.h"
+
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "core/check.h"
+
+namespace crayon {
+
+Ste parse_ste(const std::string& name) {
+  if (name == "plain") return Ste::plain;
+  if (name == "clipped") return Ste::clipped;
+  throw std::invalid_argument(str("unknown straight-through estimator '", name, "' (expected plain or clipped)"));
+}
+
+void check_qparams_fit(const char* who, const Shape& x_shape, const QParams& qp, const QuantSpec& spec) {
+  validate_qparams(qp, spec);
+  if (qp.axis >= 0) {
+    if (qp.axis >= int(x_shape.size()))
+      throw std::invalid_argument(str(who, ": per-channel axis ", qp.axis, " out of range for shape ",
+                                      shape_str(x_shape)));
+    if (int64_t(qp.channels()) != x_shape[size_t(qp.axis)])
+      throw std::invalid_argument(str(who, ": ", qp.channels(), " scales for axis ", qp.axis, " of shape ",
+                                      shape_str(x_shape), " (need ", x_shape[size_t(qp.axis)], ")"));
+  }
+}
+
+namespace {
+
+void require_rng(const char* who, const QuantSpec& spec, Rng* rng) {
+  if (spec.rounding == Rounding::stochastic && rng == nullptr)
+    throw std::invalid_argument(str(who, ": stochastic rounding needs a random generator (rng is null)"));
+}
+
+// The one kernel behind every entry point: f(i, c, r, q) for each flat index i in order
+// (so stochastic draws come one per element, in flat order), with c its channel,
+// r = round(x_i / scale_c) + zero_point_c (the unclamped integer, as a float) and
+// q = clamp(r, qmin, qmax). Float sums of integers below 2^24 are exact, so q is an exact
+// integer (a huge r may be inexact, but it is clamped anyway); NaN stays NaN.
+template <typename F>
+void for_each_quantized(const Tensor& x, const QParams& qp, const QuantSpec& spec, Rng* rng, F f) {
+  const float qmin = float(spec.qmin()), qmax = float(spec.qmax());
+  const int64_t channels = int64_t(qp.channels());
+  const int64_t inner = qp.axis < 0 ? x.numel() : inner_size(x.shape(), qp.axis);
+  const float* px = x.data();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const size_t c = size_t(channel_of(i, inner, channels));
+    const float r = round_value(px[i] / qp.scale[c], spec.rounding, rng) + float(qp.zero_point[c]);
+    const float q = r < qmin ? qmin : (r > qmax ? qmax : r);
+    f(i, c, r, q);
+  }
+}
+
+}  // namespace
+
+Tensor fake_quant_values(const Tensor& x, const QParams& qp, const QuantSpec& spec, Rng* rng) {
+  check_qparams_fit("fake_quant", x.shape(), qp, spec);
+  require_rng("fake_quant", spec, rng);
+  Tensor y = Tensor::empty(x.shape());
+  float* py = y.data();
+  for_each_quantized(x, qp, spec, rng, [&](int64_t i, size_t c, float, float q) {
+    py[i] = (q - float(qp.zero_point[c])) * qp.scale[c];
+  });
+  return y;
+}
+
+Variable fake_quant(const Variable& x, const QParams& qp, const QuantSpec& spec, Ste ste, Rng* rng) {
+  // x: any shape -> same shape
+  check_qparams_fit("fake_quant", x.shape(), qp, spec);
+  require_rng("fake_quant", spec, rng);
+  Tensor y = Tensor::empty(x.shape());
+  float* py = y.data();
+  // Clipped STE: keep[i] = 1 where the rounded integer needed no clamping (boundary inside).
+  auto keep = std::make_shared<std::vector<uint8_t>>(ste == Ste::clipped ? size_t(x.numel()) : 0);
+  const float qmin = float(spec.qmin()), qmax = float(spec.qmax());
+  for_each_quantized(x.value(), qp, spec, rng, [&](int64_t i, size_t c, float r, float q) {
+    py[i] = (q - float(qp.zero_point[c])) * qp.scale[c];
+    if (ste == Ste::clipped) (*keep)[size_t(i)] = (r >= qmin && r <= qmax) ? 1 : 0;
+  });
+  return make_result(std::move(y), {x}, [ste, keep](const Tensor& dy, std::vector<Variable>& in) {
+    float beta;
+    Tensor& dx = in[0].grad_accumulator(&beta);
+    const float* pd = dy.data();
+    float* pg = dx.data();
+    const int64_t n = dy.numel();
+    if (ste == Ste::plain) {
+      for (int64_t i = 0; i < n; ++i) pg[i] = beta * pg[i] + pd[i];  // STE: dx = dy
+    } else {
+      const uint8_t* k = keep->data();
+      for (int64_t i = 0; i < n; ++i) pg[i] = beta * pg[i] + (k[i] ? pd[i] : 0.f);
+    }
+  }, "fake_quant");
+}
+
+Tensor quantize(const Tensor& x, const QParams& qp, const QuantSpec& spec, Rng* rng) {
+  check_qparams_fit("quantize", x.shape(), qp, spec);
+  require_rng("quantize", spec, rng);
+  Tensor q = Tensor::empty(x.shape(), DType::i32);
+  int32_t* pq = q.data_as<int32_t>();
+  const float* px = x.data();
+  for_each_quantized(x, qp, spec, rng, [&](int64_t i, size_t, float, float v) {
+    if (!std::isfinite(px[i]))
+      throw std::invalid_argument(str("quantize: non-finite value ", px[i], " at flat index ", i, " of ",
+                                      shape_str(x.shape())));
+    pq[i] = int32_t(v);
+  });
+  return q;
+}
+
+Tensor dequantize(const Tensor& q, const QParams& qp) {
+  if (qp.scale.empty() || qp.scale.size() != qp.zero_point.size())
+    throw std::invalid_argument(str("dequantize: ", qp.scale.size(), " scales and ", qp.zero_point.size(),
+                                    " zero points"));
+  if (qp.axis >= q.ndim() || (qp.axis >= 0 && int64_t(qp.channels()) != q.size(qp.axis)) ||
+      (qp.axis < 0 && qp.channels() != 1))
+    throw std::invalid_argument(str("dequantize: ", qp.channels(), " scales on axis ", qp.axis,
+                                    " do not fit shape ", shape_str(q.shape())));
+  Tensor y = Tensor::empty(q.shape());
+  const int32_t* pq = q.data_as<int32_t>();
+  float* py = y.data();
+  const int64_t channels = int64_t(qp.channels());
+  const int64_t inner = qp.axis < 0 ? q.numel() : inner_size(q.shape(), qp.axis);
+  for (int64_t i = 0; i < q.numel(); ++i) {
+    const size_t c = size_t(channel_of(i, inner, channels));
+    py[i] = float(pq[i] - qp.zero_point[c]) * qp.scale[c];
+  }
+  return y;
+}
+
+Variable fake_quant_lsq(const Variable& x, const Variable& scale, const QuantSpec& spec, Rng* rng) {
+  // x: any shape, scale: (1,) / () per-tensor or (C,) per-channel along spec.axis -> x's shape
+  if (!spec.symmetric)
+    throw std::invalid_argument("fake_quant_lsq: LSQ learns a symmetric grid; spec is affine");
+  spec.validate();
+  if (spec.axis >= x.ndim())
+    throw std::invalid_argument(str("fake_quant_lsq: axis ", spec.axis, " out of range for x of shape ",
+                                    shape_str(x.shape())));
+  const int64_t channels = spec.axis < 0 ? 1 : x.size(spec.axis);
+  if (scale.numel() != channels || scale.ndim() > 1)
+    throw std::invalid_argument(str("fake_quant_lsq: scale of shape ", shape_str(scale.shape()), " for x of shape ",
+                                    shape_str(x.shape()), " and axis ", spec.axis, " (need (", channels, ",))"));
+  require_rng("fake_quant_lsq", spec, rng);
+  QParams qp{{scale.value().values().begin(), scale.value().values().end()},
+             std::vector<int32_t>(size_t(channels), 0), spec.axis < 0 ? -1 : spec.axis};
+  check_qparams_fit("fake_quant_lsq", x.shape(), qp, spec);
+
+  const float qmin = float(spec.qmin()), qmax = float(spec.qmax());
+  Tensor y = Tensor::empty(x.shape());
+  float* py = y.data();
+  const float* px = x.value().data();
+  // Per element: the local derivatives dx_hat/dx (0 or 1) and dx_hat/ds, from the forward's t and round(t).
+  auto dxdx = std::make_shared<std::vector<uint8_t>>(size_t(x.numel()));
+  auto dxds = std::make_shared<std::vector<float>>(size_t(x.numel()));
+  for_each_quantized(x.value(), qp, spec, rng, [&](int64_t i, size_t c, float r, float q) {
+    const float s = qp.scale[c], t = px[i] / s;
+    py[i] = q * s;
+    const bool inside = qmin < t && t < qmax;
+    (*dxdx)[size_t(i)] = inside ? 1 : 0;
+    (*dxds)[size_t(i)] = inside ? r - t : (t <= qmin ? qmin : qmax);
+  });
+  const double per_scale = double(x.numel() / channels);  // N: elements sharing one scale
+  const double g = per_scale > 0 ? 1.0 / std::sqrt(per_scale * double(qmax)) : 0.0;
+  const int64_t inner = spec.axis < 0 ? x.numel() : inner_size(x.shape(), spec.axis);
+  return make_result(std::move(y), {x, scale},
+                     [dxdx, dxds, g, inner, channels](const Tensor& dy, std::vector<Variable>& in) {
+    const float* pd = dy.data();
+    const int64_t n = dy.numel();
+    if (in[0].requires_grad()) {
+      float beta;
+      Tensor& dx = in[0].grad_accumulator(&beta);
+      float* pg = dx.data();
+      for (int64_t i = 0; i < n; ++i) pg[i] = beta * pg[i] + ((*dxdx)[size_t(i)] ? pd[i] : 0.f);
+    }
+    if (in[1].requires_grad()) {
+      std::vector<double> acc(size_t(channels), 0.0);
+      for (int64_t i = 0; i < n; ++i) acc[size_t(channel_of(i, inner, channels))] += double(pd[i]) * (*dxds)[size_t(i)];
+      Tensor dscale = Tensor::empty(in[1].shape());
+      for (int64_t c = 0; c < channels; ++c) dscale.data()[c] = float(g * acc[size_t(c)]);
+      in[1].add_grad(dscale);
+    }
+  }, "fake_quant_lsq");
+}
+
+}  // namespace crayon

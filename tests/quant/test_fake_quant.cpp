@@ -1,0 +1,368 @@
+// QuantSpec ranges, choose_qparams, and fake-quant as an autograd op with the straight-through
+// estimator (DESIGN.md, ideas 2 and 6). Finite differences mean nothing through round(), so
+// the tests assert exact properties: round-trip error <= scale / 2, saturated values on the
+// range ends, 0 exact in affine mode, the STE gradient equal to dy (or its mask) bit for bit.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/ops.h"
+#include "quant/fake_quant.h"
+#include "tests/support/tensors.h"
+
+using namespace crayon;
+using crayon::testing::bitwise_equal;
+
+namespace {
+
+QuantSpec make_spec(int bits, bool symmetric, bool narrow = false, int axis = -1,
+                    Rounding r = Rounding::nearest_even) {
+  QuantSpec s;
+  s.bits = bits;
+  s.symmetric = symmetric;
+  s.narrow_range = narrow;
+  s.axis = axis;
+  s.rounding = r;
+  return s;
+}
+
+// The oracle: the formula written out, the channel found by unravelling the multi-index
+// (not by the library's (i / inner) % C).
+Tensor naive_fake_quant(const Tensor& x, const QParams& qp, const QuantSpec& spec, Rng* rng = nullptr) {
+  Tensor y = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    size_t c = 0;
+    if (qp.axis >= 0) {
+      int64_t rest = i;
+      for (int d = x.ndim() - 1; d >= 0; --d) {
+        const int64_t idx = rest % x.size(d);
+        rest /= x.size(d);
+        if (d == qp.axis) c = size_t(idx);
+      }
+    }
+    const float s = qp.scale[c], z = float(qp.zero_point[c]);
+    float q = round_value(x.data()[i] / s, spec.rounding, rng) + z;
+    q = std::fmin(std::fmax(q, float(spec.qmin())), float(spec.qmax()));
+    y.data()[i] = (q - z) * s;
+  }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("quant spec: integer ranges are signed, narrow drops -2^(b-1), for every bit width 2..8") {
+  for (int b = 2; b <= 8; ++b) {
+    INFO("bits = ", b);
+    const int32_t h = 1 << (b - 1);
+    CHECK(make_spec(b, true).qmin() == -h);
+    CHECK(make_spec(b, true).qmax() == h - 1);
+    CHECK(make_spec(b, true, true).qmin() == -(h - 1));
+    CHECK(make_spec(b, false).qmin() == -h);  // affine: same signed range, with a zero point
+    CHECK(make_spec(b, false).qmax() == h - 1);
+  }
+  CHECK(make_spec(8, true).qmin() == -128);
+  CHECK(make_spec(8, true, true).qmin() == -127);
+  CHECK(make_spec(2, true, true).qmin() == -1);  // ternary
+}
+
+TEST_CASE("quant spec: bit widths outside 2..8 and bad axes are rejected with the value named") {
+  CHECK_THROWS_WITH_AS(make_spec(1, true).validate(), doctest::Contains("got 1"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_spec(9, true).qmax(), doctest::Contains("got 9"), std::invalid_argument);
+  CHECK_THROWS_AS(make_spec(8, true, false, -2).validate(), std::invalid_argument);
+}
+
+TEST_CASE("quant spec: the command-line form parses and describes itself") {
+  const QuantSpec s = parse_quant_spec("bits=4,affine,narrow,axis=0,rounding=stochastic");
+  CHECK(s.bits == 4);
+  CHECK_FALSE(s.symmetric);
+  CHECK(s.narrow_range);
+  CHECK(s.axis == 0);
+  CHECK(s.rounding == Rounding::stochastic);
+  CHECK(describe(s) == "int4 affine narrow per-channel(axis 0) stochastic");
+  CHECK(describe(QuantSpec{}) == "int8 symmetric per-tensor nearest-even");
+  CHECK_THROWS_WITH_AS(parse_quant_spec("bits=12"), doctest::Contains("12"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_quant_spec("bits=x"), doctest::Contains("bits=x"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_quant_spec("fast"), doctest::Contains("'fast'"), std::invalid_argument);
+}
+
+TEST_CASE("choose_qparams: symmetric uses max|x| / qmax and zero point 0") {
+  const QParams qp = choose_qparams(-3.f, 2.54f, make_spec(8, true));
+  CHECK(qp.axis == -1);
+  CHECK(qp.scale == std::vector<float>{3.f / 127.f});
+  CHECK(qp.zero_point == std::vector<int32_t>{0});
+  CHECK(choose_qparams(-1.f, 2.f, make_spec(4, true)).scale[0] == 2.f / 7.f);
+}
+
+TEST_CASE("choose_qparams: affine spreads min..max over qmax - qmin steps and nudges the zero point to an integer") {
+  // [-1, 3] on [-128, 127]: scale = 4 / 255, real zero point -128 + 1 / scale = -64.25 -> -64.
+  const QParams qp = choose_qparams(-1.f, 3.f, make_spec(8, false));
+  CHECK(qp.scale[0] == float(4.0 / 255.0));
+  CHECK(qp.zero_point[0] == -64);
+  // A range without 0 is extended to include it: [2, 5] -> [0, 5], zero point at qmin.
+  const QParams pos = choose_qparams(2.f, 5.f, make_spec(8, false));
+  CHECK(pos.scale[0] == float(5.0 / 255.0));
+  CHECK(pos.zero_point[0] == -128);
+  const QParams neg = choose_qparams(-6.f, -2.f, make_spec(8, false));
+  CHECK(neg.zero_point[0] == 127);
+}
+
+TEST_CASE("choose_qparams: an all-zero range gets scale 1, bad ranges are rejected") {
+  CHECK(choose_qparams(0.f, 0.f, make_spec(8, true)).scale[0] == 1.f);
+  const QParams a = choose_qparams(0.f, 0.f, make_spec(8, false));
+  CHECK(a.scale[0] == 1.f);
+  CHECK(a.zero_point[0] == -128);
+  CHECK(choose_qparams(-1e-30f, 1e-30f, make_spec(8, true)).scale[0] == kMinScale);
+  CHECK_THROWS_AS(choose_qparams(1.f, -1.f, make_spec(8, true)), std::invalid_argument);
+  CHECK_THROWS_AS(choose_qparams(0.f, NAN, make_spec(8, true)), std::invalid_argument);
+  CHECK_THROWS_AS(choose_qparams(-INFINITY, 0.f, make_spec(8, false)), std::invalid_argument);
+}
+
+TEST_CASE("fake_quant: the output is exactly (clamp(round(x / scale) + z, qmin, qmax) - z) * scale in every rounding mode") {
+  const Tensor x = crayon::testing::uniform({7, 9}, 11, -3.f, 3.f);
+  for (bool symmetric : {true, false})
+    for (Rounding r : {Rounding::nearest_even, Rounding::nearest_away, Rounding::stochastic}) {
+      INFO("symmetric ", symmetric, ", rounding ", std::string(rounding_name(r)));
+      const QuantSpec spec = make_spec(4, symmetric, false, -1, r);
+      const QParams qp = choose_qparams(-2.f, 1.5f, spec);  // both ends saturate some of x
+      Rng r1(5), r2(5);
+      const Variable y = fake_quant(Variable(x), qp, spec, Ste::plain, &r1);
+      CHECK(bitwise_equal(y.value(), naive_fake_quant(x, qp, spec, &r2)));
+    }
+}
+
+TEST_CASE("fake_quant: in-range values round-trip within scale / 2 (nearest) and below scale (stochastic)") {
+  for (bool symmetric : {true, false})
+    for (int bits : {2, 4, 8}) {
+      const QuantSpec spec = make_spec(bits, symmetric);
+      const QParams qp = choose_qparams(-1.3f, 2.1f, spec);
+      const float s = qp.scale[0], z = float(qp.zero_point[0]);
+      const float lo = (float(spec.qmin()) - z) * s, hi = (float(spec.qmax()) - z) * s;
+      const Tensor x = crayon::testing::uniform({4000}, 3, lo, hi);
+      Rng rng(1);
+      for (Rounding r : {Rounding::nearest_even, Rounding::nearest_away, Rounding::stochastic}) {
+        QuantSpec sr = spec;
+        sr.rounding = r;
+        const Tensor y = fake_quant_values(x, qp, sr, &rng);
+        double worst = 0;
+        for (int64_t i = 0; i < x.numel(); ++i) worst = std::max(worst, std::fabs(double(x.data()[i]) - y.data()[i]));
+        INFO("bits ", bits, ", symmetric ", symmetric, ", ", std::string(rounding_name(r)), ": worst error ", worst,
+             ", scale ", s);
+        // Up to float rounding of x / scale and (q - z) * scale (relative 1e-4 of the bound).
+        if (r == Rounding::stochastic) CHECK(worst < s * (1 + 1e-4));
+        else CHECK(worst <= 0.5 * s * (1 + 1e-4));
+      }
+    }
+}
+
+TEST_CASE("fake_quant: saturated values land exactly on the range ends") {
+  for (bool symmetric : {true, false}) {
+    const QuantSpec spec = make_spec(8, symmetric);
+    const QParams qp = choose_qparams(-0.7f, 1.9f, spec);
+    const float s = qp.scale[0], z = float(qp.zero_point[0]);
+    const float lo = (float(spec.qmin()) - z) * s, hi = (float(spec.qmax()) - z) * s;
+    const Tensor x = Tensor::from({6}, {hi + s, hi * 3.f, 1e30f, lo - s, lo * 5.f, -1e30f});
+    const Tensor y = fake_quant_values(x, qp, spec);
+    for (int i = 0; i < 3; ++i) CHECK(y.data()[i] == hi);
+    for (int i = 3; i < 6; ++i) CHECK(y.data()[i] == lo);
+  }
+}
+
+TEST_CASE("fake_quant: 0 is exactly representable in affine mode for any range") {
+  Rng rng(17);
+  for (int trial = 0; trial < 500; ++trial) {
+    const float a = rng.uniform(-10.f, 10.f), b = rng.uniform(-10.f, 10.f);
+    const QuantSpec sp = make_spec(2 + int(rng.below(7)), false);
+    const QParams qp = choose_qparams(std::min(a, b), std::max(a, b), sp);
+    INFO("range [", std::min(a, b), ", ", std::max(a, b), "], scale ", qp.scale[0], ", zero point ", qp.zero_point[0]);
+    CHECK(qp.zero_point[0] >= sp.qmin());
+    CHECK(qp.zero_point[0] <= sp.qmax());
+    const Tensor y = fake_quant_values(Tensor::from({3}, {0.f, -0.f, 0.f}), qp, sp);
+    CHECK(y.data()[0] == 0.f);
+    CHECK(y.data()[1] == 0.f);
+  }
+}
+
+TEST_CASE("fake_quant: rounding modes differ on ties as specified") {
+  QuantSpec spec = make_spec(8, true);
+  const QParams qp{{0.5f}, {0}, -1};
+  const Tensor x = Tensor::from({3}, {1.25f, -1.25f, 0.75f});  // x / scale = 2.5, -2.5, 1.5
+  CHECK(fake_quant_values(x, qp, spec).values()[0] == 1.f);  // 2.5 -> 2
+  CHECK(fake_quant_values(x, qp, spec).values()[1] == -1.f);
+  CHECK(fake_quant_values(x, qp, spec).values()[2] == 1.f);  // 1.5 -> 2
+  spec.rounding = Rounding::nearest_away;
+  CHECK(fake_quant_values(x, qp, spec).values()[0] == 1.5f);  // 2.5 -> 3
+  CHECK(fake_quant_values(x, qp, spec).values()[1] == -1.5f);
+}
+
+TEST_CASE("fake_quant: per-channel scales apply per channel, along any axis") {
+  // x: (3, 4, 5); axis 1 has 4 channels with very different scales.
+  const Tensor x = crayon::testing::uniform({3, 4, 5}, 21, -2.f, 2.f);
+  const QuantSpec spec = make_spec(4, true, false, 1);
+  const QParams qp{{0.01f, 0.1f, 0.3f, 1.f}, {0, 0, 0, 0}, 1};
+  const Tensor y = fake_quant_values(x, qp, spec);
+  CHECK(bitwise_equal(y, naive_fake_quant(x, qp, spec)));
+  // Channel 0 (scale 0.01) saturates at 0.07; channel 3 (scale 1) rounds to integers.
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t k = 0; k < 5; ++k) {
+      CHECK(std::fabs(y.at({b, 0, k})) <= 0.08f);
+      CHECK(y.at({b, 3, k}) == std::nearbyint(x.at({b, 3, k})));
+    }
+  // Axis 0: each row quantized per channel equals that row quantized per tensor with its own scale.
+  const QuantSpec spec0 = make_spec(8, false, false, 0);
+  const Tensor w = crayon::testing::uniform({3, 10}, 5, -1.f, 1.f);
+  const QParams qp0{{0.02f, 0.005f, 0.1f}, {3, -20, 0}, 0};
+  const Tensor yw = fake_quant_values(w, qp0, spec0);
+  for (int64_t c = 0; c < 3; ++c) {
+    const QParams one{{qp0.scale[size_t(c)]}, {qp0.zero_point[size_t(c)]}, -1};
+    CHECK(bitwise_equal(yw.slice(c, c + 1), fake_quant_values(w.slice(c, c + 1), one, make_spec(8, false))));
+  }
+}
+
+TEST_CASE("fake_quant: quantize and dequantize give the integers and reproduce the fake-quantized values") {
+  const QuantSpec spec = make_spec(8, false, false, 0);
+  const Tensor w = crayon::testing::uniform({3, 10}, 6, -3.f, 3.f);
+  const QParams qp{{0.02f, 0.005f, 0.1f}, {3, -20, 0}, 0};
+  const Tensor q = quantize(w, qp, spec);
+  CHECK(q.dtype() == DType::i32);
+  for (int64_t i = 0; i < q.numel(); ++i) {
+    CHECK(q.data_as<int32_t>()[i] >= -128);
+    CHECK(q.data_as<int32_t>()[i] <= 127);
+  }
+  CHECK(bitwise_equal(dequantize(q, qp), fake_quant_values(w, qp, spec)));
+  CHECK_THROWS_AS(quantize(Tensor::from({1}, {NAN}), QParams{{1.f}, {0}, -1}, make_spec(8, false)),
+                  std::invalid_argument);
+}
+
+TEST_CASE("fake_quant: plain STE passes the incoming gradient through unchanged, bit for bit") {
+  const QuantSpec spec = make_spec(4, false);
+  const QParams qp = choose_qparams(-0.5f, 0.8f, spec);
+  const Tensor x = crayon::testing::uniform({5, 8}, 2, -2.f, 2.f);  // many saturate
+  const Tensor dy = crayon::testing::normal({5, 8}, 77);
+  Variable xv(x, true);
+  fake_quant(xv, qp, spec, Ste::plain).backward(dy);
+  CHECK(bitwise_equal(xv.grad(), dy));
+  // Gradients accumulate: a second pass adds dy again.
+  fake_quant(xv, qp, spec, Ste::plain).backward(dy);
+  Tensor twice = dy.clone();
+  for (float& v : twice.values()) v += v;
+  CHECK(bitwise_equal(xv.grad(), twice));
+}
+
+TEST_CASE("fake_quant: clipped STE passes dy where round(x / scale) + z needed no clamping and 0 elsewhere") {
+  for (bool symmetric : {true, false})
+    for (Rounding r : {Rounding::nearest_even, Rounding::stochastic}) {
+      const QuantSpec spec = make_spec(3, symmetric, false, -1, r);
+      const QParams qp = choose_qparams(-0.9f, 0.6f, spec);
+      const Tensor x = crayon::testing::uniform({6, 7}, 8, -1.5f, 1.5f);
+      const Tensor dy = crayon::testing::normal({6, 7}, 9);
+      Rng r1(31), r2(31);
+      Variable xv(x, true);
+      fake_quant(xv, qp, spec, Ste::clipped, &r1).backward(dy);
+      Tensor want = Tensor::empty(x.shape());
+      int64_t kept = 0;
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        const float q = round_value(x.data()[i] / qp.scale[0], r, &r2) + float(qp.zero_point[0]);
+        const bool inside = q >= float(spec.qmin()) && q <= float(spec.qmax());
+        want.data()[i] = inside ? dy.data()[i] : 0.f;
+        kept += inside;
+      }
+      INFO("symmetric ", symmetric, ", ", std::string(rounding_name(r)), ": ", kept, " of ", x.numel(), " inside");
+      CHECK(kept > 5);
+      CHECK(kept < x.numel() - 5);
+      CHECK(bitwise_equal(xv.grad(), want));
+    }
+}
+
+TEST_CASE("fake_quant: for clipped STE a value that rounds onto qmin or qmax counts as inside") {
+  // scale 1, int8 symmetric: [-128, 127].
+  const QuantSpec spec = make_spec(8, true);
+  const QParams qp{{1.f}, {0}, -1};
+  //                                   127 -> in, 127.4 -> 127 in, 127.5 -> 128 (even) out,
+  //                                   -128.5 -> -128 (even) in, -128.6 -> -129 out, 128 out
+  const Tensor x = Tensor::from({6}, {127.f, 127.4f, 127.5f, -128.5f, -128.6f, 128.f});
+  Variable xv(x, true);
+  fake_quant(xv, qp, spec, Ste::clipped).backward(Tensor::ones({6}));
+  CHECK(std::vector<float>(xv.grad().values().begin(), xv.grad().values().end()) ==
+        std::vector<float>{1, 1, 0, 1, 0, 0});
+}
+
+TEST_CASE("fake_quant: mismatched scales, bad zero points and a missing generator are rejected") {
+  const Variable x(Tensor::zeros({2, 3}));
+  const QuantSpec pc = make_spec(8, true, false, 1);
+  CHECK_THROWS_WITH_AS(fake_quant(x, QParams{{1.f, 1.f}, {0, 0}, 1}, pc), doctest::Contains("need 3"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(fake_quant(x, QParams{{1.f, 1.f, 1.f}, {0, 0, 0}, 2}, pc), std::invalid_argument);
+  CHECK_THROWS_AS(fake_quant(x, QParams{{0.f}, {0}, -1}, make_spec(8, true)), std::invalid_argument);
+  CHECK_THROWS_AS(fake_quant(x, QParams{{-1.f}, {0}, -1}, make_spec(8, true)), std::invalid_argument);
+  CHECK_THROWS_AS(fake_quant(x, QParams{{1.f}, {3}, -1}, make_spec(8, true)), std::invalid_argument);
+  CHECK_THROWS_AS(fake_quant(x, QParams{{1.f}, {200}, -1}, make_spec(8, false)), std::invalid_argument);
+  CHECK_THROWS_AS(fake_quant(x, QParams{{1.f, 2.f}, {0, 0}, -1}, make_spec(8, true)), std::invalid_argument);
+  CHECK_THROWS_AS(fake_quant(x, QParams{{1.f}, {0}, -1}, make_spec(8, true, false, -1, Rounding::stochastic)),
+                  std::invalid_argument);
+  CHECK(parse_ste("clipped") == Ste::clipped);
+  CHECK_THROWS_AS(parse_ste("none"), std::invalid_argument);
+}
+
+TEST_CASE("fake_quant_lsq: forward equals fake_quant and the gradients follow the LSQ formulas exactly") {
+  // Esser et al. 2020: dx_hat/dx = 1 strictly inside (qmin, qmax) in units of s;
+  // dx_hat/ds = round(t) - t inside, qmin / qmax outside; ds scaled by g = 1 / sqrt(N qmax).
+  for (int axis : {-1, 0}) {
+    const QuantSpec spec = make_spec(4, true, false, axis);
+    const Tensor x = crayon::testing::uniform({3, 11}, 40, -1.2f, 1.2f);
+    const Tensor s = axis < 0 ? Tensor::from({1}, {0.1f}) : Tensor::from({3}, {0.1f, 0.05f, 0.3f});
+    const Tensor dy = crayon::testing::normal({3, 11}, 41);
+    Variable xv(x, true), sv(s, true);
+    Variable y = fake_quant_lsq(xv, sv, spec);
+    const QParams qp{{s.values().begin(), s.values().end()}, std::vector<int32_t>(size_t(s.numel()), 0), axis};
+    CHECK(bitwise_equal(y.value(), fake_quant_values(x, qp, spec)));
+    y.backward(dy);
+
+    const double qmin = spec.qmin(), qmax = spec.qmax();
+    const int64_t per = axis < 0 ? 33 : 11;
+    std::vector<double> ds(size_t(s.numel()), 0.0);
+    Tensor want_dx = Tensor::empty(x.shape());
+    int64_t inside_count = 0;
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const size_t c = axis < 0 ? 0 : size_t(i / 11);
+      const float t = x.data()[i] / s.data()[c];
+      const bool inside = qmin < t && t < qmax;
+      inside_count += inside;
+      want_dx.data()[i] = inside ? dy.data()[i] : 0.f;
+      const double local = inside ? double(round_value(t, Rounding::nearest_even)) - double(t) : (t <= qmin ? qmin : qmax);
+      ds[c] += double(dy.data()[i]) * local;
+    }
+    INFO("axis ", axis, ": ", inside_count, " of 33 inside");
+    CHECK(inside_count > 3);
+    CHECK(inside_count < 30);
+    CHECK(bitwise_equal(xv.grad(), want_dx));
+    for (size_t c = 0; c < ds.size(); ++c) {
+      const double g = 1.0 / std::sqrt(double(per) * qmax);
+      CHECK(sv.grad().data()[c] == doctest::Approx(g * ds[c]).epsilon(1e-5));
+    }
+  }
+}
+
+TEST_CASE("fake_quant_lsq: where every value saturates, the scale gradient / g matches central differences") {
+  // All of x beyond qmax * s (and s +- h): x_hat = qmax * s is linear in s, so differences are exact.
+  const QuantSpec spec = make_spec(4, true);
+  const Tensor x = Tensor::from({4}, {5.f, -6.f, 9.f, -4.f});
+  const Tensor dy = Tensor::from({4}, {0.3f, -1.2f, 0.7f, 2.f});
+  Variable xv(x), sv(Tensor::from({1}, {0.2f}), true);
+  fake_quant_lsq(xv, sv, spec).backward(dy);
+  auto loss = [&](float s) {
+    const Tensor y = fake_quant_values(x, QParams{{s}, {0}, -1}, spec);
+    double l = 0;
+    for (int i = 0; i < 4; ++i) l += double(dy.data()[i]) * y.data()[i];
+    return l;
+  };
+  const float h = 1e-2f;
+  const double numeric = (loss(0.2f + h) - loss(0.2f - h)) / (double(0.2f + h) - double(0.2f - h));
+  const double g = 1.0 / std::sqrt(4.0 * spec.qmax());
+  CHECK(sv.grad().item() / g == doctest::Approx(numeric).epsilon(1e-4));
+  CHECK_THROWS_AS(fake_quant_lsq(xv, sv, make_spec(4, false)), std::invalid_argument);
+  CHECK_THROWS_AS(fake_quant_lsq(xv, Variable(Tensor::from({2}, {1.f, 1.f})), spec), std::invalid_argument);
+}
