@@ -89,12 +89,19 @@ struct ConvGeom {
   int64_t hw() const { return OH * OW; }
 };
 
-// Images per GEMM: enough to give OpenBLAS a wide matrix, few enough that the column
-// buffer stays near 4 MiB (1M floats) whatever the layer.
-int64_t chunk_images(const ConvGeom& g) {
+// Images per GEMM. The batch is cut into fixed chunks that the threads share out: at most
+// ~1M floats (4 MiB) of columns per chunk, and at least four chunks per thread when the
+// batch allows, so the parts stay balanced. The cut depends only on the geometry and the
+// thread count at forward time; the backward pass reuses it, so saved columns line up.
+int64_t chunk_images(const ConvGeom& g, int threads) {
   const int64_t per = std::max<int64_t>(1, g.ckk() * g.hw());
-  return std::clamp<int64_t>((int64_t(1) << 20) / per, 1, g.B);
+  const int64_t by_size = (int64_t(1) << 20) / per;
+  const int64_t by_balance = (g.B + 4 * threads - 1) / (4 * threads);
+  return std::clamp<int64_t>(std::min(by_size, by_balance), 1, std::max<int64_t>(1, g.B));
 }
+
+// Forward columns are kept for the weight gradient when they take at most this much.
+constexpr int64_t kSaveColumnsBytes = int64_t(64) << 20;
 }  // namespace
 
 Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, const Conv2dParams& p) {
@@ -112,27 +119,33 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
   g.OH = window_out_size(g.H, g.KH, p.stride_h, p.pad_h, (where + ", height").c_str());
   g.OW = window_out_size(g.W, g.KW, p.stride_w, p.pad_w, (where + ", width").c_str());
 
-  // Threads split the batch; each part runs im2col and its own single-threaded GEMMs on its
-  // images, in chunks of at most chunk_images(g). (For LeNet-sized layers this is 2-3x
-  // faster than one GEMM per chunk split across threads by OpenBLAS.)
+  // The threads share out fixed chunks of images; each runs im2col and its own
+  // single-threaded GEMM per chunk (for LeNet-sized layers 2-3x faster than one GEMM split
+  // across threads by OpenBLAS). When a weight gradient will be needed and the columns are
+  // small enough, they are kept for the backward pass instead of being built again.
   Tensor y = Tensor::empty({g.B, g.O, g.OH, g.OW});
   const float* px = x.value().data();
   const float* pw = w.value().data();
   const float* pb = bias.defined() ? bias.value().data() : nullptr;
   float* py = y.data();
+  const int64_t hw = g.hw(), ckk = g.ckk(), nb = chunk_images(g, num_threads());
+  const int64_t chunks = (g.B + nb - 1) / nb;
+  Tensor saved;
+  if (grad_enabled() && w.requires_grad() && g.B * ckk * hw * int64_t(sizeof(float)) <= kSaveColumnsBytes)
+    saved = Tensor::empty({g.B * ckk * hw});
   {
     SingleThreadedBlas single;
-    parallel_parts(g.B, [&](int, int64_t first, int64_t last) {
-      const int64_t nb = std::min(chunk_images(g), last - first), hw = g.hw(), ckk = g.ckk();
-      Tensor cols = Tensor::empty({ckk, nb * hw});
+    parallel_parts(chunks, [&](int, int64_t c0, int64_t c1) {
+      Tensor scratch = saved.defined() ? Tensor() : Tensor::empty({ckk * nb * hw});
       Tensor tmp = Tensor::empty({g.O, nb * hw});
-      for (int64_t b0 = first; b0 < last; b0 += nb) {
-        const int64_t n = std::min(nb, last - b0), ld = n * hw;
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t b0 = c * nb, n = std::min(nb, g.B - b0), ld = n * hw;
+        // Chunk c's columns: (ckk, n*hw), in the saved buffer at b0*ckk*hw if kept.
+        float* cols = saved.defined() ? saved.data() + b0 * ckk * hw : scratch.data();
         for (int64_t i = 0; i < n; ++i)
-          im2col(px + (b0 + i) * g.C * g.H * g.W, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, cols.data() + i * hw, ld);
+          im2col(px + (b0 + i) * g.C * g.H * g.W, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, cols + i * hw, ld);
         // tmp(O, n*hw) = W(O, ckk) * cols(ckk, n*hw), then scatter to (n, O, hw) + bias.
-        sgemm(false, false, int(g.O), int(ld), int(ckk), 1.f, pw, int(ckk), cols.data(), int(ld), 0.f, tmp.data(),
-              int(ld));
+        sgemm(false, false, int(g.O), int(ld), int(ckk), 1.f, pw, int(ckk), cols, int(ld), 0.f, tmp.data(), int(ld));
         for (int64_t i = 0; i < n; ++i)
           for (int64_t o = 0; o < g.O; ++o) {
             const float* src = tmp.data() + o * ld + i * hw;
@@ -144,7 +157,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
     });
   }
 
-  return make_result(std::move(y), {x, w, bias}, [g, p](const Tensor& dy, std::vector<Variable>& in) {
+  return make_result(std::move(y), {x, w, bias}, [g, p, nb, chunks, saved](const Tensor& dy, std::vector<Variable>& in) {
     Variable &x = in[0], &w = in[1], &bias = in[2];
     const int64_t hw = g.hw(), ckk = g.ckk();
     const float* pdy = dy.data();
@@ -167,15 +180,16 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
     float* dx = need_dx ? x.grad_accumulator(&beta).data() : nullptr;
     const float* px = x.value().data();
     const float* pw = w.value().data();
-    // Each part sums its images' dW privately; the parts are added in order afterwards, so
+    // Each part sums its chunks' dW privately; the parts are added in order afterwards, so
     // a given thread count always gives the same bits.
     std::vector<Tensor> dw_parts(static_cast<size_t>(num_threads()));
     int parts;
     {
       SingleThreadedBlas single;
-      parts = parallel_parts(g.B, [&](int part, int64_t first, int64_t last) {
-        const int64_t nb = std::min(chunk_images(g), last - first);
-        Tensor cols = Tensor::empty({ckk, nb * hw});
+      parts = parallel_parts(chunks, [&](int part, int64_t c0, int64_t c1) {
+        // Scratch holds the rebuilt columns (when not saved) and then dcols; saved columns
+        // are only read, so a retained graph can run backward again.
+        Tensor scratch = Tensor::empty({ckk * nb * hw});
         Tensor dyc = Tensor::empty({g.O, nb * hw});
         float* dwp = nullptr;
         if (need_dw) {
@@ -183,28 +197,29 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
           dwp = dw_parts[size_t(part)].data();
         }
         float dw_beta = 0.f;
-        for (int64_t b0 = first; b0 < last; b0 += nb) {
-          const int64_t n = std::min(nb, last - b0), ld = n * hw;
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t b0 = c * nb, n = std::min(nb, g.B - b0), ld = n * hw;
+          const float* cols = saved.defined() ? saved.data() + b0 * ckk * hw : scratch.data();
           // Gather dy of these images as (O, n*hw), the layout the forward GEMM produced.
           for (int64_t i = 0; i < n; ++i)
             for (int64_t o = 0; o < g.O; ++o)
               std::memcpy(dyc.data() + o * ld + i * hw, pdy + ((b0 + i) * g.O + o) * hw, size_t(hw) * sizeof(float));
           if (need_dw) {
-            for (int64_t i = 0; i < n; ++i)
-              im2col(px + (b0 + i) * g.C * g.H * g.W, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, cols.data() + i * hw,
-                     ld);
+            if (!saved.defined())
+              for (int64_t i = 0; i < n; ++i)
+                im2col(px + (b0 + i) * g.C * g.H * g.W, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW,
+                       scratch.data() + i * hw, ld);
             // dW_part(O, ckk) += dy(O, n*hw) * cols(ckk, n*hw)^T
-            sgemm(false, true, int(g.O), int(ckk), int(ld), 1.f, dyc.data(), int(ld), cols.data(), int(ld), dw_beta,
-                  dwp, int(ckk));
+            sgemm(false, true, int(g.O), int(ckk), int(ld), 1.f, dyc.data(), int(ld), cols, int(ld), dw_beta, dwp,
+                  int(ckk));
             dw_beta = 1.f;
           }
           if (need_dx) {
             // dcols(ckk, n*hw) = W(O, ckk)^T * dy(O, n*hw), folded back onto the input.
-            sgemm(true, false, int(ckk), int(ld), int(g.O), 1.f, pw, int(ckk), dyc.data(), int(ld), 0.f, cols.data(),
-                  int(ld));
+            float* dcols = scratch.data();
+            sgemm(true, false, int(ckk), int(ld), int(g.O), 1.f, pw, int(ckk), dyc.data(), int(ld), 0.f, dcols, int(ld));
             for (int64_t i = 0; i < n; ++i)
-              col2im_add(cols.data() + i * hw, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW,
-                         dx + (b0 + i) * g.C * g.H * g.W, ld);
+              col2im_add(dcols + i * hw, g.C, g.H, g.W, g.KH, g.KW, p, g.OH, g.OW, dx + (b0 + i) * g.C * g.H * g.W, ld);
           }
         }
       });

@@ -127,8 +127,9 @@ TEST_CASE("conv2d: matches the reference kernel on typical layer shapes") {
 }
 
 TEST_CASE("conv2d: matches the reference kernel when the batch is split into several GEMM chunks") {
-  // Columns per image: C*KH*KW * OH*OW = 27 * 1024 = 27648 floats, so chunk_images() puts
-  // 2^20 / 27648 = 37 images in each GEMM: a batch of 80 runs as 37 + 37 + 6.
+  // Columns per image: C*KH*KW * OH*OW = 27 * 1024 = 27648 floats; chunk_images() cuts the
+  // batch into chunks of at most 2^20 / 27648 = 37 images and at least four chunks per
+  // thread, so a batch of 80 runs as several GEMMs whatever the thread count.
   check_conv({{80, 3, 32, 32}, {4, 3, 3, 3}, {1, 1, 1, 1}}, true, 400);
 }
 
@@ -269,4 +270,32 @@ TEST_CASE("parallel_for: nested loops run inline and an exception reaches the ca
   std::atomic<int64_t> after{0};
   parallel_for(6, [&](int64_t b, int64_t e) { after += e - b; });
   CHECK(after == 6);
+}
+
+TEST_CASE("conv2d: the weight gradient is the same whether forward columns are kept or rebuilt") {
+  // Columns above 64 MiB are rebuilt in the backward pass instead of kept: 130 images of
+  // 16*9 x 32*32 columns take 77 MB, while each half (65 images) takes 38 MB and is kept.
+  // dW is a sum over images, so the two halves' gradients add up to the whole batch's.
+  const Conv2dParams p{1, 1, 1, 1};
+  const Tensor x = normal({130, 16, 32, 32}, 600), w = normal({4, 16, 3, 3}, 601);
+  const Tensor r = normal({130, 4, 32, 32}, 602);
+  Variable vw(w, true);
+  conv2d(Variable(x), vw, Variable(), p).backward(r);
+  Variable hw(w, true);
+  conv2d(Variable(x.slice(0, 65)), hw, Variable(), p).backward(r.slice(0, 65));
+  conv2d(Variable(x.slice(65, 130)), hw, Variable(), p).backward(r.slice(65, 130));
+  check_close(vw.grad(), hw.grad(), 1e-4);
+}
+
+TEST_CASE("conv2d: a retained graph gives the same gradients on a second backward pass") {
+  const Tensor x = normal({6, 3, 8, 8}, 610), w = normal({5, 3, 3, 3}, 611), r = normal({6, 5, 8, 8}, 612);
+  Variable vx(x, true), vw(w, true);
+  Variable y = conv2d(vx, vw, Variable(), {1, 1, 1, 1});
+  y.backward(r, true);
+  const Tensor gx = vx.grad().clone(), gw = vw.grad().clone();
+  vx.zero_grad();
+  vw.zero_grad();
+  y.backward(r, true);
+  CHECK(bitwise_equal(vx.grad(), gx));
+  CHECK(bitwise_equal(vw.grad(), gw));
 }
