@@ -22,7 +22,7 @@ int cmd_train(int argc, char** argv) {
     ("data-dir", po::value(&c.data_dir), "folder holding the dataset's files (default: the dataset's usual place)")
     ("model", po::value(&c.model)->default_value(c.model), "preset (mlp, lenet5, cifar-cnn) or a spec like "
                                                             "'conv(6,5,pad=2)-relu6-maxpool(2)-flatten-linear(10)'")
-    ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (with --resume: train until this many)")
+    ("epochs", po::value(&c.epochs)->default_value(c.epochs), "total epochs (with --resume: train until this many; a cosine schedule is laid over this length)")
     ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size), "examples per step")
     ("lr", po::value(&c.lr)->default_value(c.lr), "base learning rate")
     ("optimizer", po::value(&c.optimizer)->default_value(c.optimizer), "sgd | adam | adamw")
@@ -57,6 +57,7 @@ int cmd_train(int argc, char** argv) {
   require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
   if (c.augment < -1 || c.augment > 1) throw UsageError(str("--augment: expected -1, 0 or 1, got ", c.augment));
   if (nesterov && c.momentum <= 0) throw UsageError("--nesterov: needs --momentum > 0");
+  if (c.l1 > 0 && c.l2 > 0) throw UsageError("--l1 and --l2: expected one prior, got both");
   if (!vm.count("resume")) {
     // A bad spec is a bad flag value: check it against the dataset's image shape now.
     const Shape input = c.dataset == "cifar10" ? Shape{3, 32, 32} : Shape{1, 28, 28};

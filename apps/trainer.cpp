@@ -178,7 +178,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   if (!opt_state.empty()) opt->load_state(opt_state);
   const LrSchedule schedule = parse_schedule(cfg.lr_schedule);
   std::unique_ptr<Regularizer> reg;
-  if (cfg.l1 > 0 && cfg.l2 > 0) throw std::invalid_argument("--l1 and --l2: choose one prior, got both");
+  if (cfg.l1 > 0 && cfg.l2 > 0) throw std::invalid_argument("--l1 and --l2: expected one prior, got both");
   if (cfg.l1 > 0) reg = std::make_unique<L1Regularizer>(cfg.l1);
   if (cfg.l2 > 0) reg = std::make_unique<L2Regularizer>(cfg.l2);
   const std::vector<Variable> weights = prior_weights(*model);
@@ -193,6 +193,10 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   std::vector<EpochRecord> records;
 
   const int64_t last = run.stop_after > 0 ? std::min(cfg.epochs, state.epoch + run.stop_after) : cfg.epochs;
+  if (state.epoch >= cfg.epochs)
+    progress.line(str(run.resume, " has already trained ", state.epoch, " epochs (--epochs ", cfg.epochs,
+                      "): nothing to do"));
+  int64_t saved_epoch = 0;  // the epoch this run last wrote to run.out
   for (int64_t epoch = state.epoch; epoch < last; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     loader.start_epoch(epoch);
@@ -210,11 +214,12 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
       Variable loss = cross_entropy(logits, b.labels);
       const float lv = loss.item();
       if (!std::isfinite(lv))
-        throw std::runtime_error(str("loss became ", lv, " at epoch ", epoch + 1, ", step ", state.step + 1,
-                                     " (batch ", batch_index + 1, " of ", per_epoch, "); stopped. ",
-                                     state.epoch > 0 || !run.resume.empty()
-                                         ? str("The last checkpoint '", run.out, "' is intact.")
-                                         : std::string("No checkpoint was written.")));
+        throw std::runtime_error(str("loss became ", lv, " at epoch ", epoch + 1, ", step ", state.step + 1, " (batch ",
+                                     batch_index + 1, " of ", per_epoch, "); stopped. ",
+                                     saved_epoch > 0 ? str("The last checkpoint '", run.out, "' (epoch ", saved_epoch,
+                                                           ") is intact.")
+                                     : run.resume.empty() ? std::string("No checkpoint was written.")
+                                                          : str("The checkpoint '", run.resume, "' is untouched.")));
       loss.backward();
       if (reg) reg->add_gradient(weights);
       const float gn = clip_grad_norm(params, cfg.clip_grad_norm > 0 ? float(cfg.clip_grad_norm)
@@ -256,6 +261,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
     state.epoch = epoch + 1;
     state.rng_state = rng.state();
     save_checkpoint(run.out, cfg, input_shape, *model, opt.get(), state);
+    saved_epoch = state.epoch;
     log.write(r);
     records.push_back(r);
     progress.line(str("epoch ", r.epoch, "/", cfg.epochs, "  loss ", fixed4(r.train_loss), "  train acc ",
