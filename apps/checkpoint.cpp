@@ -7,6 +7,7 @@
 #include "core/check.h"
 #include "core/h5io.h"
 #include "nn/spec.h"
+#include "quant/qat.h"
 
 namespace crayon {
 
@@ -25,7 +26,13 @@ void save_checkpoint(const std::string& path, const TrainConfig& config, const S
   H5Writer w(path);
   w.set_attr("/", "format", kCheckpointFormat);
   w.set_attr("/", "format_version", kCheckpointVersion);
-  w.set_attr("/", "model_spec", model.spec());
+  // A prepared model is stored as its float spec (BN already folded) plus the QatConfig
+  // text in config.qat; loading prepares it again before reading the FakeQuant buffers.
+  const bool quantized = is_quantized(model);
+  if (quantized && config.qat.empty())
+    throw std::invalid_argument(str(path, ": the model is prepared for quantization but config.qat is empty"));
+  w.set_attr("/", "model_spec", quantized ? float_spec(model) : model.spec());
+  w.set_attr("/", "quantized", int64_t(quantized));
   w.set_attr("/", "input_shape", std::vector<int64_t>(input_shape.begin(), input_shape.end()));
   w.set_attr("/", "epoch", state.epoch);
   w.set_attr("/", "step", state.step);
@@ -74,9 +81,11 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   if (version != kCheckpointVersion)
     throw std::runtime_error(str(path, ": expected checkpoint format_version ", kCheckpointVersion, ", found ", version));
   LoadedCheckpoint ck;
-  visit_config(ck.config, {[&](const char* k, std::string& v) { v = r.attr_string("/", str("config.", k)); },
-                           [&](const char* k, int64_t& v) { v = r.attr_int("/", str("config.", k)); },
-                           [&](const char* k, double& v) { v = r.attr_double("/", str("config.", k)); }});
+  // A setting missing from the file (written before it existed) keeps its default.
+  auto has = [&](const char* k) { return r.has_attr("/", str("config.", k)); };
+  visit_config(ck.config, {[&](const char* k, std::string& v) { if (has(k)) v = r.attr_string("/", str("config.", k)); },
+                           [&](const char* k, int64_t& v) { if (has(k)) v = r.attr_int("/", str("config.", k)); },
+                           [&](const char* k, double& v) { if (has(k)) v = r.attr_double("/", str("config.", k)); }});
   const auto in = r.attr_ints("/", "input_shape");
   if (in.size() != 3 || in[0] < 1 || in[1] < 1 || in[2] < 1 || in[0] > 4096 || in[1] > 65536 || in[2] > 65536)
     throw std::runtime_error(str(path, ": /: expected input_shape (C, H, W) with positive sizes, found ",
@@ -93,6 +102,14 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
     ck.model = build_model(spec, ck.input_shape, init_rng);
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error(str(path, ": /: model_spec does not build: ", e.what()));
+  }
+  ck.quantized = r.has_attr("/", "quantized") && r.attr_int("/", "quantized") != 0;
+  if (ck.quantized) {
+    try {
+      prepare_qat(*ck.model, parse_qat_config(ck.config.qat));
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(str(path, ": /: config.qat does not prepare the model: ", e.what()));
+    }
   }
   read_model_state(r, *ck.model);
   if (r.has("optimizer"))

@@ -2,12 +2,17 @@
 // Checkpoints (HDF5, DESIGN.md "Files on disk"), assembled here where training is driven:
 //
 //   /                 attrs: format = "crayon-checkpoint", format_version = 1,
-//                     model_spec, input_shape (C, H, W), epoch, step,
+//                     model_spec, input_shape (C, H, W), epoch, step, quantized (0/1),
 //                     rng_state (4 x uint64 stored as int64), and the training settings
 //                     (TrainConfig's fields, see train_config.h)
 //   /model/<layer>/<name>   float32 parameters and buffers, one group per layer, from the
 //                     module's hierarchical names ("3.weight" -> /model/3/weight)
 //   /optimizer/<name> the optimizer's named state (optim/optimizer.h)
+//
+// A model prepared for QAT or PTQ (quant/qat.h) has quantized = 1, model_spec = its float
+// spec (batch norm folded, no fakequant layers) and its QatConfig text in config.qat;
+// loading builds the float model, runs prepare_qat, then reads every parameter and buffer
+// (the FakeQuant modules' scales, zero points and observer state among them).
 //
 // Saving goes through H5Writer: a temporary file, fsync, rename, fsync of the directory,
 // and non-finite weights are refused, so a crash or a NaN never costs the last good file.
@@ -40,6 +45,7 @@ struct LoadedCheckpoint {
   std::shared_ptr<Sequential> model;
   NamedTensors optimizer_state;
   TrainState state;
+  bool quantized = false;  // the model was prepared for quantization (config.qat says how)
 };
 
 // Reads and validates everything (format, version, shapes of every parameter against the

@@ -26,5 +26,6 @@ void require_one_of(const po::variables_map& vm, const char* flag, std::initiali
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_fetch(int argc, char** argv);
+int cmd_quantize(int argc, char** argv);
 
 }  // namespace crayon

@@ -9,6 +9,7 @@
 #include "core/parallel.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "quant/qat.h"
 
 namespace crayon {
 
@@ -47,10 +48,18 @@ int cmd_eval(int argc, char** argv) {
     throw std::runtime_error(str(model_path, ": the model takes ", shape_str(ck.input_shape), " images but '", dataset,
                                  "' has ", shape_str(data_shape)));
   const EvalResult r = evaluate(*ck.model, test, dataset_stats(dataset), batch);
+  // A quantized model is also evaluated without its grid (same weights, no fake-quant):
+  // the difference is what quantization costs.
+  EvalResult f;
+  if (ck.quantized) f = evaluate(*float_copy(*ck.model, ck.input_shape), test, dataset_stats(dataset), batch);
   const auto& names = test.class_names();
   if (json) {
-    std::printf("{\"model\": \"%s\", \"dataset\": \"%s\", \"n\": %lld, \"accuracy\": %.6f, \"loss\": %.6f, \"per_class\": {",
+    std::printf("{\"model\": \"%s\", \"dataset\": \"%s\", \"n\": %lld, \"accuracy\": %.6f, \"loss\": %.6f, ",
                 model_path.c_str(), dataset.c_str(), (long long)r.n, r.accuracy, r.loss);
+    if (ck.quantized)
+      std::printf("\"quantization\": \"%s\", \"float_accuracy\": %.6f, \"float_loss\": %.6f, ", ck.config.qat.c_str(),
+                  f.accuracy, f.loss);
+    std::printf("\"per_class\": {");
     for (size_t c = 0; c < names.size(); ++c)
       std::printf("%s\"%s\": %.6f", c ? ", " : "", names[c].c_str(),
                   r.class_total[c] ? double(r.class_correct[c]) / double(r.class_total[c]) : 0.0);
@@ -58,6 +67,11 @@ int cmd_eval(int argc, char** argv) {
   } else {
     std::printf("%s on %s test (%lld images): accuracy %.2f%%, loss %.4f\n", model_path.c_str(), dataset.c_str(),
                 (long long)r.n, r.accuracy * 100, r.loss);
+    if (ck.quantized) {
+      const QatConfig q = parse_qat_config(ck.config.qat);
+      std::printf("  quantized W%dA%d (fake-quant): accuracy %.2f%%; the same weights in float: %.2f%% (%+.2f points)\n",
+                  q.weight.bits, q.act.bits, r.accuracy * 100, f.accuracy * 100, (r.accuracy - f.accuracy) * 100);
+    }
     for (size_t c = 0; c < names.size(); ++c)
       std::printf("  %-12s %6.2f%%  (%lld/%lld)\n", names[c].c_str(),
                   r.class_total[c] ? 100.0 * double(r.class_correct[c]) / double(r.class_total[c]) : 0.0,

@@ -1,11 +1,14 @@
 // crayon train: train a model on a dataset, checkpointing after every epoch.
+#include <filesystem>
 #include <iostream>
 #include <set>
 
 #include "apps/cli.h"
+#include "apps/quant_flags.h"
 #include "apps/trainer.h"
 #include "core/check.h"
 #include "data/data_dir.h"
+#include "nn/init.h"
 #include "nn/spec.h"
 
 namespace crayon {
@@ -13,7 +16,7 @@ namespace crayon {
 int cmd_train(int argc, char** argv) {
   TrainConfig c;
   TrainRun run;
-  bool nesterov = false;
+  bool nesterov = false, qat = false;
   po::options_description opts("crayon train options");
   // clang-format off
   opts.add_options()
@@ -37,7 +40,8 @@ int cmd_train(int argc, char** argv) {
     ("seed", po::value(&c.seed)->default_value(c.seed), "seed for initialization, shuffling, augmentation, dropout")
     ("val", po::value(&c.val)->default_value(c.val), "hold out the last N training examples for validation")
     ("augment", po::value(&c.augment)->default_value(c.augment), "crop+flip augmentation: 1 on, 0 off, -1 cifar10 only")
-    ("init", po::value(&c.init)->default_value(c.init), "pytorch (U(+-1/sqrt(fan_in))) | kaiming-uniform | kaiming-normal | xavier-uniform | xavier-normal")
+    ("init", po::value(&c.init)->default_value(c.init), "pytorch (U(+-1/sqrt(fan_in))) | kaiming-uniform | kaiming-normal | "
+                                                      "xavier-uniform | xavier-normal | FILE.h5: fine-tune this float checkpoint (its model replaces --model)")
     ("train-limit", po::value(&c.train_limit)->default_value(0), "use only the first N training examples (0: all)")
     ("test-limit", po::value(&c.test_limit)->default_value(0), "evaluate on the first N test examples (0: all)")
     ("threads", po::value(&run.threads)->default_value(2), "threads for GEMM and crayon's loops")
@@ -45,6 +49,16 @@ int cmd_train(int argc, char** argv) {
     ("resume", po::value(&run.resume), "continue from this checkpoint; its settings are used")
     ("log", po::value(&run.log), "per-epoch log: FILE.csv or FILE.jsonl")
     ("quiet,q", po::bool_switch(&run.quiet), "no progress output");
+  QuantFlags qflags;
+  po::options_description qopts("quantization-aware training (fake-quant with the straight-through estimator)");
+  qopts.add_options()
+    ("qat", po::bool_switch(&qat), "train on the integer grid: weights per channel, activations per tensor")
+    ("qat-start-epoch", po::value(&c.qat_start_epoch)->default_value(0), "train in float for N epochs, then fold batch norm and start QAT")
+    ("update-bits", po::value(&c.update_bits)->default_value(0), "keep weights on a fixed-point grid of this many bits, rounding every update (Gupta et al. 2015; 0: off)")
+    ("update-frac-bits", po::value(&c.update_frac_bits)->default_value(-1), "fractional bits of that grid (-1: fitted to the initial weights)")
+    ("update-rounding", po::value(&c.update_rounding)->default_value(c.update_rounding), "nearest | stochastic rounding of the weight updates");
+  add_quant_options(qopts, qflags, true);
+  opts.add(qopts);
   // clang-format on
   po::variables_map vm;
   const std::string usage = "usage: crayon train [options]\n  Train a network; test accuracy after every epoch.";
@@ -58,6 +72,23 @@ int cmd_train(int argc, char** argv) {
   if (c.augment < -1 || c.augment > 1) throw UsageError(str("--augment: expected -1, 0 or 1, got ", c.augment));
   if (nesterov && c.momentum <= 0) throw UsageError("--nesterov: needs --momentum > 0");
   if (c.l1 > 0 && c.l2 > 0) throw UsageError("--l1 and --l2: expected one prior, got both");
+  if (!qat) {
+    const std::string f = !vm["qat-start-epoch"].defaulted() ? "qat-start-epoch" : given_quant_flag(vm);
+    if (!f.empty()) throw UsageError(str("--", f, ": needs --qat"));
+  } else {
+    require_non_negative(vm, "qat-start-epoch");
+    QatConfig q = quant_config_from(vm, qflags);
+    q.seed = uint64_t(c.seed);
+    c.qat = describe(q);
+  }
+  if (c.update_bits != 0 && (c.update_bits < 2 || c.update_bits > 32))
+    throw UsageError(str("--update-bits: expected 0 (off) or 2..32, got ", c.update_bits));
+  require_one_of(vm, "update-rounding", {"nearest", "stochastic"});
+  if (!is_init_scheme(c.init) && !std::filesystem::is_regular_file(c.init))
+    throw UsageError(str("--init: expected pytorch, kaiming-uniform, kaiming-normal, xavier-uniform, xavier-normal or a "
+                         "checkpoint file, got '", c.init, "' (no such file)"));
+  if (!is_init_scheme(c.init) && !vm["model"].defaulted())
+    throw UsageError(str("--model: not used with --init ", c.init, " (the checkpoint's model is fine-tuned)"));
   if (!vm.count("resume")) {
     // A bad spec is a bad flag value: check it against the dataset's image shape now.
     const Shape input = c.dataset == "cifar10" ? Shape{3, 32, 32} : Shape{1, 28, 28};

@@ -19,6 +19,7 @@ struct Command {
 const Command kCommands[] = {
     {"train", crayon::cmd_train, "train a network (MNIST, Fashion-MNIST, CIFAR-10) with checkpoints"},
     {"eval", crayon::cmd_eval, "accuracy, loss and per-class accuracy of a checkpoint"},
+    {"quantize", crayon::cmd_quantize, "post-training quantization: calibrate a float checkpoint's activation grids"},
     {"fetch", crayon::cmd_fetch, "download a dataset (MNIST, Fashion-MNIST, KMNIST, CIFAR-10), verify its checksums"},
 };
 

@@ -23,6 +23,11 @@ void visit_config(TrainConfig& c, const ConfigVisitor& v) {
   v.text("init", c.init);
   v.integer("train_limit", c.train_limit);
   v.integer("test_limit", c.test_limit);
+  v.text("qat", c.qat);
+  v.integer("qat_start_epoch", c.qat_start_epoch);
+  v.integer("update_bits", c.update_bits);
+  v.integer("update_frac_bits", c.update_frac_bits);
+  v.text("update_rounding", c.update_rounding);
 }
 
 }  // namespace crayon

@@ -28,6 +28,16 @@ struct TrainConfig {
   std::string init = "pytorch";
   int64_t train_limit = 0;  // use only the first N training examples (0: all)
   int64_t test_limit = 0;   // evaluate on the first N test examples (0: all)
+  // Quantization-aware training: the QatConfig text (quant/qat_config.h), empty for float
+  // training; prepare_qat() runs when qat_start_epoch epochs are complete.
+  std::string qat;
+  int64_t qat_start_epoch = 0;
+  // Low-precision weight updates (optim/weight_grid.h): weights on a fixed-point grid of
+  // update_bits bits (0: off) with update_frac_bits fractional bits (-1: fitted to the
+  // initial weights, then stored resolved), rounded "nearest" or "stochastic".
+  int64_t update_bits = 0;
+  int64_t update_frac_bits = -1;
+  std::string update_rounding = "nearest";
 };
 
 // Visits every field with its name, so saving and loading cannot forget one.

@@ -22,6 +22,7 @@
 #include "optim/regularizer.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
+#include "quant/qat.h"
 
 namespace crayon {
 
@@ -122,6 +123,19 @@ std::string fixed4(double v) { return fixed(v, 4); }
 std::string fixed1(double v) { return fixed(v, 1); }
 std::string pct(double v) { return fixed(v * 100, 2) + "%"; }
 
+// --init names a float checkpoint to fine-tune: its model (spec and values) replaces --model.
+std::shared_ptr<Sequential> init_from_checkpoint(TrainConfig& cfg, const Shape& input_shape) {
+  LoadedCheckpoint ck = load_checkpoint(cfg.init);
+  if (ck.quantized)
+    throw std::invalid_argument(str("--init: '", cfg.init, "' is already prepared for quantization (", ck.config.qat,
+                                    "); expected a float checkpoint"));
+  if (ck.input_shape != input_shape)
+    throw std::invalid_argument(str("--init: '", cfg.init, "' takes ", shape_str(ck.input_shape), " images, but '",
+                                    cfg.dataset, "' has ", shape_str(input_shape)));
+  cfg.model = ck.model->spec();
+  return ck.model;
+}
+
 Dataset limited(Dataset d, int64_t limit) { return limit > 0 && limit < d.size() ? d.slice(0, limit) : d; }
 
 }  // namespace
@@ -160,11 +174,12 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   input_shape = data_shape;
 
   Rng rng(uint64_t(cfg.seed));
-  if (!model) model = build_model(cfg.model, input_shape, rng, parse_init(cfg.init));
-  else rng.set_state(state.rng_state);
-  {
+  if (model) rng.set_state(state.rng_state);
+  else if (is_init_scheme(cfg.init)) model = build_model(cfg.model, input_shape, rng, parse_init(cfg.init));
+  else model = init_from_checkpoint(cfg, input_shape);
+  if (!is_quantized(*model)) {
     // The classifier must emit one logit per class. Probed in eval mode, so no running
-    // statistic or dropout generator moves.
+    // statistic or dropout generator moves (a quantized model was probed when it was made).
     NoGradGuard ng;
     model->eval();
     Variable probe = (*model)(Variable(Tensor::zeros({2, input_shape[0], input_shape[1], input_shape[2]})));
@@ -173,15 +188,25 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
                                       cfg.dataset, "' has ", train.num_classes(), " classes (expected (2, ",
                                       train.num_classes(), "))"));
   }
-  std::vector<Variable> params = model->parameters();
-  std::unique_ptr<Optimizer> opt = make_optimizer(cfg, params);
-  if (!opt_state.empty()) opt->load_state(opt_state);
-  const LrSchedule schedule = parse_schedule(cfg.lr_schedule);
-  std::unique_ptr<Regularizer> reg;
   if (cfg.l1 > 0 && cfg.l2 > 0) throw std::invalid_argument("--l1 and --l2: expected one prior, got both");
+  std::unique_ptr<Regularizer> reg;
   if (cfg.l1 > 0) reg = std::make_unique<L1Regularizer>(cfg.l1);
   if (cfg.l2 > 0) reg = std::make_unique<L2Regularizer>(cfg.l2);
-  const std::vector<Variable> weights = prior_weights(*model);
+  const QatConfig qat = cfg.qat.empty() ? QatConfig{} : parse_qat_config(cfg.qat);
+
+  // The optimizer and what hangs on the parameter list; made again when QAT starts, since
+  // folding batch norm changes the parameters (the optimizer then starts afresh, as when
+  // fine-tuning from --init).
+  std::vector<Variable> params, weights;
+  std::unique_ptr<Optimizer> opt;
+  auto setup_optimizer = [&] {
+    params = model->parameters();
+    weights = prior_weights(*model);
+    opt = make_optimizer(cfg, params);
+  };
+  setup_optimizer();
+  if (!opt_state.empty()) opt->load_state(opt_state);
+  const LrSchedule schedule = parse_schedule(cfg.lr_schedule);
 
   const ChannelStats norm = dataset_stats(cfg.dataset);
   const bool augment = cfg.augment < 0 ? cfg.dataset == "cifar10" : cfg.augment != 0;
@@ -198,6 +223,11 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
                       "): nothing to do"));
   int64_t saved_epoch = 0;  // the epoch this run last wrote to run.out
   for (int64_t epoch = state.epoch; epoch < last; ++epoch) {
+    if (!cfg.qat.empty() && !is_quantized(*model) && epoch >= cfg.qat_start_epoch) {
+      prepare_qat(*model, qat);
+      setup_optimizer();
+      if (epoch > 0) progress.line(str("epoch ", epoch + 1, ": quantization-aware training starts (", cfg.qat, ")"));
+    }
     const auto t0 = std::chrono::steady_clock::now();
     loader.start_epoch(epoch);
     model->train();
@@ -266,7 +296,8 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
     records.push_back(r);
     progress.line(str("epoch ", r.epoch, "/", cfg.epochs, "  loss ", fixed4(r.train_loss), "  train acc ",
                       pct(r.train_acc), (val.empty() ? std::string() : str("  val acc ", pct(r.val_acc))),
-                      "  test loss ", fixed4(r.test_loss), "  test acc ", pct(r.test_acc), "  bits: data ",
+                      "  test loss ", fixed4(r.test_loss), "  test acc ", pct(r.test_acc),
+                      (is_quantized(*model) ? str(" (W", qat.weight.bits, "A", qat.act.bits, ")") : std::string()), "  bits: data ",
                       int64_t(r.data_bits), " + model ", int64_t(r.model_bits), "  ", int64_t(r.images_per_s),
                       " img/s  ", fixed1(train_seconds), "s"));
   }

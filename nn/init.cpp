@@ -1,18 +1,30 @@
 #include "nn/init.h"
 
 #include <cmath>
+#include <utility>
 #include <stdexcept>
 
 #include "core/check.h"
 
 namespace crayon {
 
+namespace {
+const std::pair<const char*, Init> kInits[] = {{"pytorch", Init::pytorch},
+                                               {"kaiming-uniform", Init::kaiming_uniform},
+                                               {"kaiming-normal", Init::kaiming_normal},
+                                               {"xavier-uniform", Init::xavier_uniform},
+                                               {"xavier-normal", Init::xavier_normal}};
+}  // namespace
+
+bool is_init_scheme(const std::string& name) {
+  for (const auto& [n, k] : kInits)
+    if (name == n) return true;
+  return false;
+}
+
 Init parse_init(const std::string& name) {
-  if (name == "pytorch") return Init::pytorch;
-  if (name == "kaiming-uniform") return Init::kaiming_uniform;
-  if (name == "kaiming-normal") return Init::kaiming_normal;
-  if (name == "xavier-uniform") return Init::xavier_uniform;
-  if (name == "xavier-normal") return Init::xavier_normal;
+  for (const auto& [n, k] : kInits)
+    if (name == n) return k;
   throw std::invalid_argument(
       str("unknown initialization '", name, "' (expected pytorch, kaiming-uniform, kaiming-normal, xavier-uniform or xavier-normal)"));
 }

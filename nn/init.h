@@ -16,7 +16,8 @@ enum class Init {
   xavier_uniform,   // U(-b, b), b = sqrt(6 / (fan_in + fan_out))
   xavier_normal,    // N(0, 2 / (fan_in + fan_out))
 };
-Init parse_init(const std::string& name);  // "pytorch", "kaiming-uniform", ...; throws naming the value
+Init parse_init(const std::string& name);
+bool is_init_scheme(const std::string& name);  // a name parse_init() accepts  // "pytorch", "kaiming-uniform", ...; throws naming the value
 
 Tensor init_weight(const Shape& shape, Init kind, Rng& rng);
 // PyTorch's default bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).

@@ -10,6 +10,7 @@
 #include "nn/conv2d.h"
 #include "nn/linear.h"
 #include "nn/pooling.h"
+#include "nn/spec.h"
 #include "quant/bn_fold.h"
 
 namespace crayon {
@@ -53,6 +54,10 @@ bool is_compute(const Module& m) {
 void visit(Module& m, const std::function<void(Module&)>& f) {
   f(m);
   for (const auto& [n, c] : m.children()) visit(*c, f);
+}
+void visit_const(const Module& m, const std::function<void(const Module&)>& f) {
+  f(m);
+  for (const auto& [n, c] : m.children()) visit_const(*c, f);
 }
 
 }  // namespace
@@ -101,11 +106,34 @@ std::string float_spec(const Sequential& model) {
   return s;
 }
 
+bool is_quantized(const Module& model) {
+  bool prepared = !fake_quant_modules(model).empty();
+  visit_const(model, [&](const Module& m) { prepared = prepared || (is_weight_layer(m) && m.has_parametrization("weight")); });
+  return prepared;
+}
+
+std::shared_ptr<Sequential> float_copy(const Sequential& model, const Shape& input) {
+  Rng rng(0);  // every value is overwritten
+  std::shared_ptr<Sequential> f = build_model(float_spec(model), input, rng);
+  size_t j = 0;
+  for (const auto& [n, m] : model.children()) {
+    if (dynamic_cast<const FakeQuant*>(m.get())) continue;
+    const Module& dst = *f->children().at(j++).second;
+    const auto src_p = m->named_parameters();
+    auto dst_p = dst.named_parameters();
+    const auto src_b = m->named_buffers();
+    auto dst_b = dst.named_buffers();  // handles sharing the new model's storage
+    CRAYON_CHECK(src_p.size() == dst_p.size() && src_b.size() == dst_b.size(), "float_copy: layer ", n, " differs");
+    for (size_t i = 0; i < src_p.size(); ++i) dst_p[i].second.value().copy_from(src_p[i].second.value());
+    for (size_t i = 0; i < src_b.size(); ++i) dst_b[i].second.copy_from(src_b[i].second);
+  }
+  f->train(model.is_training());
+  return f;
+}
+
 void prepare_qat(Sequential& model, const QatConfig& config) {
   validate(config);
-  bool prepared = !fake_quant_modules(model).empty();
-  visit(model, [&](Module& m) { prepared = prepared || (is_weight_layer(m) && m.has_parametrization("weight")); });
-  if (prepared)
+  if (is_quantized(model))
     throw std::invalid_argument(str("prepare_qat: the model is already prepared for quantization: ", model.spec()));
 
   if (config.fold_bn) {

@@ -39,6 +39,7 @@
 //   throws std::invalid_argument.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -84,6 +85,15 @@ std::vector<std::pair<std::string, FakeQuant*>> fake_quant_modules(const Module&
 // The qparams of every FakeQuant that has them, by name, in forward order: the input
 // scale first, then each layer's output scale (for export and inspection).
 std::vector<std::pair<std::string, QParams>> activation_qparams(const Module& model);
+
+// True when prepare_qat() has run on the model (it holds a FakeQuant or a fake-quantized weight).
+bool is_quantized(const Module& model);
+
+// A float copy of a prepared model: float_spec(model) built for `input` (C, H, W), with
+// the values of every parameter and buffer of the non-FakeQuant layers copied (the float
+// "shadow" weights the fake-quant reads). Evaluating it beside the model measures what
+// the grid costs with the same weights.
+std::shared_ptr<Sequential> float_copy(const Sequential& model, const Shape& input);
 
 // The model's spec without its FakeQuant modules: after prepare_qat, a float model spec
 // that nn/spec.h builds (with BN already folded); see fake_quant_module.h on checkpoints.

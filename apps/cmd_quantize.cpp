@@ -1,0 +1,78 @@
+// crayon quantize: post-training quantization (PTQ). Loads a float checkpoint, prepares it
+// for quantization (BN folded, fake-quant on weights and activations), lets the activation
+// observers watch a few batches of training images, freezes them, and writes a quantized
+// checkpoint that `crayon eval` and `crayon export` read like a QAT one.
+#include <cstdio>
+
+#include "apps/checkpoint.h"
+#include "apps/cli.h"
+#include "apps/evaluate.h"
+#include "apps/quant_flags.h"
+#include "core/check.h"
+#include "core/parallel.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "quant/qat.h"
+
+namespace crayon {
+
+int cmd_quantize(int argc, char** argv) {
+  std::string model_path, out = "model.q.h5", data_dir;
+  int64_t calib_batches = 16, batch = 128;
+  int threads = 2;
+  bool quiet = false;
+  QuantFlags qflags;
+  po::options_description opts("crayon quantize options");
+  // clang-format off
+  opts.add_options()
+    ("help,h", "show this help")
+    ("model", po::value(&model_path)->required(), "float checkpoint (.h5) to quantize")
+    ("out", po::value(&out)->default_value(out), "quantized checkpoint to write")
+    ("calib-batches", po::value(&calib_batches)->default_value(calib_batches), "training batches the observers see")
+    ("batch-size", po::value(&batch)->default_value(batch), "images per calibration batch")
+    ("data-dir", po::value(&data_dir), "folder holding the dataset's files (default: where the model was trained from)")
+    ("threads", po::value(&threads)->default_value(threads), "threads")
+    ("quiet,q", po::bool_switch(&quiet), "print nothing");
+  // clang-format on
+  add_quant_options(opts, qflags, false);
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, opts, vm, "usage: crayon quantize --model float.h5 [options] --out q.h5")) return 0;
+  for (const char* f : {"calib-batches", "batch-size", "threads"}) require_positive(vm, f);
+  QatConfig q = quant_config_from(vm, qflags);
+  set_num_threads(threads);
+
+  LoadedCheckpoint ck = load_checkpoint(model_path);
+  if (ck.quantized)
+    throw std::runtime_error(str(model_path, ": already quantized (", ck.config.qat, "); expected a float checkpoint"));
+  TrainConfig cfg = ck.config;
+  if (!data_dir.empty()) cfg.data_dir = data_dir;
+  const Dataset train = load_dataset(cfg.dataset, true, cfg.data_dir);
+  const Dataset test = load_dataset(cfg.dataset, false, cfg.data_dir);
+  const ChannelStats norm = dataset_stats(cfg.dataset);
+  const EvalResult before = evaluate(*ck.model, test, norm);
+
+  // Calibration images: the first batches of the training order of epoch 0, without
+  // augmentation, so the choice is reproducible from the checkpoint's seed.
+  DataLoader loader(train, {.batch_size = batch, .shuffle = true, .seed = uint64_t(cfg.seed), .augment = false, .norm = norm});
+  loader.start_epoch(0);
+  Batch b;
+  calibrate(*ck.model, [&](Tensor& images) {
+    if (!loader.next(b)) return false;
+    images = b.images;
+    return true;
+  }, calib_batches, q);
+  q.seed = uint64_t(cfg.seed);
+  cfg.qat = describe(q);
+  save_checkpoint(out, cfg, ck.input_shape, *ck.model, nullptr, ck.state);
+
+  const EvalResult after = evaluate(*ck.model, test, norm);
+  if (!quiet)
+    std::printf("%s: W%dA%d, %s observer on %lld calibration images -> %s\n  %s test accuracy: float %.2f%%, "
+                "quantized %.2f%% (%+.2f points)\n",
+                model_path.c_str(), q.weight.bits, q.act.bits, q.observer.c_str(),
+                (long long)std::min(calib_batches * batch, train.size()), out.c_str(), cfg.dataset.c_str(),
+                before.accuracy * 100, after.accuracy * 100, (after.accuracy - before.accuracy) * 100);
+  return 0;
+}
+
+}  // namespace crayon
