@@ -22,6 +22,7 @@
 #include "optim/regularizer.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
+#include "optim/weight_grid.h"
 #include "quant/qat.h"
 
 namespace crayon {
@@ -199,10 +200,17 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   // fine-tuning from --init).
   std::vector<Variable> params, weights;
   std::unique_ptr<Optimizer> opt;
+  std::unique_ptr<WeightGrid> grid;
   auto setup_optimizer = [&] {
     params = model->parameters();
     weights = prior_weights(*model);
     opt = make_optimizer(cfg, params);
+    if (cfg.update_bits > 0) {
+      grid = std::make_unique<WeightGrid>(
+          params, WeightGridOptions{.bits = int(cfg.update_bits), .frac_bits = int(cfg.update_frac_bits),
+                                    .rounding = parse_rounding(cfg.update_rounding), .seed = uint64_t(cfg.seed)});
+      cfg.update_frac_bits = grid->frac_bits();  // fixed from now on, and stored in the checkpoint
+    }
   };
   setup_optimizer();
   if (!opt_state.empty()) opt->load_state(opt_state);
@@ -214,6 +222,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
                             .augment = augment, .norm = norm});
   const int64_t per_epoch = loader.num_batches();
   ProgressBar progress(run.quiet);
+  if (grid) progress.line(str("weights on a ", grid->bits(), "-bit fixed-point grid ", grid->describe()));
   EpochLog log(run.log, !run.resume.empty());
   std::vector<EpochRecord> records;
 
@@ -255,6 +264,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
       const float gn = clip_grad_norm(params, cfg.clip_grad_norm > 0 ? float(cfg.clip_grad_norm)
                                                                      : std::numeric_limits<float>::infinity());
       opt->step();
+      if (grid) grid->apply(state.step);
       ++state.step;
       ++batch_index;
       // Running statistics of the epoch (on the training batches, before each update).

@@ -11,9 +11,8 @@
 // them, so a resumed run continues bit for bit. Hyper-parameters (lr, betas, ...) are not
 // state: the caller rebuilds the optimizer with them and sets lr from its schedule.
 //
-// Room left for low-precision updates (DESIGN.md, idea 7; not built yet): step() is the
-// one place every new weight is written, so rounding w to a grid after update() (with
-// core's nearest / stochastic rounding) would go there, as an option of the base class.
+// Low-precision updates (DESIGN.md, idea 7) are optim/weight_grid.h, applied after step()
+// so that every optimizer can take them.
 #include <cstdint>
 #include <string>
 #include <utility>

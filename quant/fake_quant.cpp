@@ -1,11 +1,13 @@
 #include "quant/fake_quant.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <stdexcept>
 #include <vector>
 
 #include "core/check.h"
+#include "core/parallel.h"
 
 namespace crayon {
 
@@ -34,25 +36,52 @@ void require_rng(const char* who, const QuantSpec& spec, Rng* rng) {
     throw std::invalid_argument(str(who, ": stochastic rounding needs a random generator (rng is null)"));
 }
 
-// The one kernel behind every entry point: f(i, c, r, q) for each flat index i in order
-// (so stochastic draws come one per element, in flat order), with c its channel,
-// r = round(x_i / scale_c) + zero_point_c (the unclamped integer, as a float) and
-// q = clamp(r, qmin, qmax). Float sums of integers below 2^24 are exact, so q is an exact
-// integer (a huge r may be inexact, but it is clamped anyway); NaN stays NaN.
+// Round half to even without a library call, for |v| < 2^22: adding 1.5 * 2^23 leaves no
+// fraction bits, so the FPU's default rounding (to nearest, ties to even) does the work.
+// Larger |v| are already integers or get clamped to [qmin, qmax] by every caller; NaN and
+// infinities pass through. Equal to round_value(v, nearest_even) wherever it matters.
+inline float round_half_even_fast(float v) {
+  constexpr float kMagic = 0x1.8p23f;
+  const float rounded = (v + kMagic) - kMagic;  // computed either way: a select, not a branch
+  return std::fabs(v) < 0x1p22f ? rounded : v;
+}
+
+// The one kernel behind every entry point: f(i, c, r, q, y) for each flat index i, with c
+// its channel, r = round(x_i / scale_c) + zero_point_c (the unclamped integer, as a
+// float), q = clamp(r, qmin, qmax) and y = (q - zero_point_c) * scale_c, back on the line. Float sums of integers below 2^24 are exact, so q is an exact integer (a
+// huge r may be inexact, but it is clamped anyway); NaN stays NaN. Stochastic rounding
+// visits i in flat order on one thread (one draw per element, in order); the nearest modes
+// run in parallel over contiguous ranges. Within a run all of a channel's constants are
+// locals, so f's stores cannot alias them and the loop vectorizes (this is QAT's hot loop).
 template <typename F>
 void for_each_quantized(const Tensor& x, const QParams& qp, const QuantSpec& spec, Rng* rng, F f) {
   const float qmin = float(spec.qmin()), qmax = float(spec.qmax());
   const int64_t channels = int64_t(qp.channels());
   const int64_t inner = qp.axis < 0 ? x.numel() : inner_size(x.shape(), qp.axis);
   const float* px = x.data();
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    const size_t c = size_t(channel_of(i, inner, channels));
-    const float r = round_value(px[i] / qp.scale[c], spec.rounding, rng) + float(qp.zero_point[c]);
-    const float q = r < qmin ? qmin : (r > qmax ? qmax : r);
-    f(i, c, r, q);
-  }
+  auto run = [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end;) {
+      const size_t c = size_t(channel_of(s, inner, channels));
+      const int64_t stop = std::min(end, (s / inner + 1) * inner);
+      const float scale = qp.scale[c], zp = float(qp.zero_point[c]);
+      auto body = [=, &f](auto round) {
+        for (int64_t i = s; i < stop; ++i) {
+          const float r = round(px[i] / scale) + zp;
+          const float q = r < qmin ? qmin : (r > qmax ? qmax : r);
+          f(i, c, r, q, (q - zp) * scale);
+        }
+      };
+      switch (spec.rounding) {
+        case Rounding::nearest_even: body(round_half_even_fast); break;
+        case Rounding::nearest_away: body([](float v) { return std::round(v); }); break;
+        case Rounding::stochastic: body([rng](float v) { return round_value(v, Rounding::stochastic, rng); }); break;
+      }
+      s = stop;
+    }
+  };
+  if (spec.rounding == Rounding::stochastic) run(0, x.numel());
+  else parallel_for(x.numel(), run, 1 << 16);
 }
-
 }  // namespace
 
 Tensor fake_quant_values(const Tensor& x, const QParams& qp, const QuantSpec& spec, Rng* rng) {
@@ -60,9 +89,7 @@ Tensor fake_quant_values(const Tensor& x, const QParams& qp, const QuantSpec& sp
   require_rng("fake_quant", spec, rng);
   Tensor y = Tensor::empty(x.shape());
   float* py = y.data();
-  for_each_quantized(x, qp, spec, rng, [&](int64_t i, size_t c, float, float q) {
-    py[i] = (q - float(qp.zero_point[c])) * qp.scale[c];
-  });
+  for_each_quantized(x, qp, spec, rng, [py](int64_t i, size_t, float, float, float v) { py[i] = v; });
   return y;
 }
 
@@ -75,10 +102,15 @@ Variable fake_quant(const Variable& x, const QParams& qp, const QuantSpec& spec,
   // Clipped STE: keep[i] = 1 where the rounded integer needed no clamping (boundary inside).
   auto keep = std::make_shared<std::vector<uint8_t>>(ste == Ste::clipped ? size_t(x.numel()) : 0);
   const float qmin = float(spec.qmin()), qmax = float(spec.qmax());
-  for_each_quantized(x.value(), qp, spec, rng, [&](int64_t i, size_t c, float r, float q) {
-    py[i] = (q - float(qp.zero_point[c])) * qp.scale[c];
-    if (ste == Ste::clipped) (*keep)[size_t(i)] = (r >= qmin && r <= qmax) ? 1 : 0;
-  });
+  if (ste == Ste::clipped) {
+    uint8_t* pk = keep->data();
+    for_each_quantized(x.value(), qp, spec, rng, [=](int64_t i, size_t, float r, float, float v) {
+      py[i] = v;
+      pk[i] = (r >= qmin && r <= qmax) ? 1 : 0;
+    });
+  } else {
+    for_each_quantized(x.value(), qp, spec, rng, [py](int64_t i, size_t, float, float, float v) { py[i] = v; });
+  }
   return make_result(std::move(y), {x}, [ste, keep](const Tensor& dy, std::vector<Variable>& in) {
     float beta;
     Tensor& dx = in[0].grad_accumulator(&beta);
@@ -100,12 +132,11 @@ Tensor quantize(const Tensor& x, const QParams& qp, const QuantSpec& spec, Rng* 
   Tensor q = Tensor::empty(x.shape(), DType::i32);
   int32_t* pq = q.data_as<int32_t>();
   const float* px = x.data();
-  for_each_quantized(x, qp, spec, rng, [&](int64_t i, size_t, float, float v) {
+  for (int64_t i = 0; i < x.numel(); ++i)
     if (!std::isfinite(px[i]))
       throw std::invalid_argument(str("quantize: non-finite value ", px[i], " at flat index ", i, " of ",
                                       shape_str(x.shape())));
-    pq[i] = int32_t(v);
-  });
+  for_each_quantized(x, qp, spec, rng, [pq](int64_t i, size_t, float, float q, float) { pq[i] = int32_t(q); });
   return q;
 }
 
@@ -153,9 +184,9 @@ Variable fake_quant_lsq(const Variable& x, const Variable& scale, const QuantSpe
   // Per element: the local derivatives dx_hat/dx (0 or 1) and dx_hat/ds, from the forward's t and round(t).
   auto dxdx = std::make_shared<std::vector<uint8_t>>(size_t(x.numel()));
   auto dxds = std::make_shared<std::vector<float>>(size_t(x.numel()));
-  for_each_quantized(x.value(), qp, spec, rng, [&](int64_t i, size_t c, float r, float q) {
+  for_each_quantized(x.value(), qp, spec, rng, [&](int64_t i, size_t c, float r, float, float v) {
     const float s = qp.scale[c], t = px[i] / s;
-    py[i] = q * s;
+    py[i] = v;
     const bool inside = qmin < t && t < qmax;
     (*dxdx)[size_t(i)] = inside ? 1 : 0;
     (*dxds)[size_t(i)] = inside ? r - t : (t <= qmin ? qmin : qmax);

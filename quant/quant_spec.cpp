@@ -139,15 +139,27 @@ Ranges tensor_ranges(const Tensor& x, int axis) {
   const int64_t channels = axis < 0 ? 1 : x.size(axis), inner = axis < 0 ? x.numel() : inner_size(x.shape(), axis);
   Ranges r{std::vector<float>(size_t(channels), INFINITY), std::vector<float>(size_t(channels), -INFINITY)};
   const float* px = x.data();
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    const float v = px[i];
-    if (!std::isfinite(v))
-      throw std::invalid_argument(str("tensor_ranges: non-finite value ", v, " at flat index ", i, " of ",
-                                      shape_str(x.shape())));
-    const size_t c = size_t(channel_of(i, inner, channels));
-    r.min[c] = std::min(r.min[c], v);
-    r.max[c] = std::max(r.max[c], v);
+  // One contiguous run per (outer index, channel); branch-free min/max so it vectorizes.
+  bool finite = true;
+  for (int64_t start = 0; start < x.numel(); start += inner) {
+    const size_t c = size_t(channel_of(start, inner, channels));
+    float lo = r.min[c], hi = r.max[c];
+    int nan = 0;
+    for (int64_t i = start; i < start + inner; ++i) {
+      const float v = px[i];
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
+      nan |= v != v;
+    }
+    r.min[c] = lo;
+    r.max[c] = hi;
+    finite = finite && !nan && std::isfinite(lo) && std::isfinite(hi);
   }
+  if (!finite)
+    for (int64_t i = 0; i < x.numel(); ++i)
+      if (!std::isfinite(px[i]))
+        throw std::invalid_argument(str("tensor_ranges: non-finite value ", px[i], " at flat index ", i, " of ",
+                                        shape_str(x.shape())));
   return r;
 }
 

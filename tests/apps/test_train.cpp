@@ -16,74 +16,11 @@
 #include "apps/trainer.h"
 #include "core/h5io.h"
 #include "nn/spec.h"
+#include "tests/apps/app_support.h"
 #include "tests/support/tensors.h"
 
 using namespace crayon;
 namespace fs = std::filesystem;
-
-namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("crayon-train-" + std::to_string(::getpid()) + "-" +
-                                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-TrainRun small_run(const std::string& out, const std::string& model = "mlp") {
-  TrainRun run;
-  run.config.dataset = "mnist";
-  run.config.data_dir = std::string(CRAYON_SOURCE_DIR) + "/data/mnist";
-  run.config.model = model;
-  run.config.epochs = 2;
-  run.config.batch_size = 64;
-  run.config.lr = 0.05;
-  run.config.train_limit = 3000;
-  run.config.test_limit = 1000;
-  run.out = out;
-  run.quiet = true;
-  run.threads = 2;
-  return run;
-}
-
-// Same dtype, shape and bytes.
-bool same_tensor(const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
-  switch (a.dtype()) {
-    case DType::f32: return std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
-    case DType::i8: return std::memcmp(a.data_as<int8_t>(), b.data_as<int8_t>(), a.nbytes()) == 0;
-    case DType::i32: return std::memcmp(a.data_as<int32_t>(), b.data_as<int32_t>(), a.nbytes()) == 0;
-  }
-  return false;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
-
-void check_same_weights(const std::string& a, const std::string& b) {
-  LoadedCheckpoint x = load_checkpoint(a), y = load_checkpoint(b);
-  CHECK(x.state.step == y.state.step);
-  CHECK(x.state.epoch == y.state.epoch);
-  auto px = x.model->named_parameters(), py = y.model->named_parameters();
-  REQUIRE(px.size() == py.size());
-  for (size_t i = 0; i < px.size(); ++i) {
-    INFO(px[i].first);
-    CHECK(same_tensor(px[i].second.value(), py[i].second.value()));
-  }
-  auto bx = x.model->named_buffers(), by = y.model->named_buffers();
-  for (size_t i = 0; i < bx.size(); ++i) CHECK(same_tensor(bx[i].second, by[i].second));
-  REQUIRE(x.optimizer_state.size() == y.optimizer_state.size());
-  for (size_t i = 0; i < x.optimizer_state.size(); ++i)
-    CHECK(same_tensor(x.optimizer_state[i].second, y.optimizer_state[i].second));
-}
-
-}  // namespace
 
 TEST_CASE("train: lenet5 learns real MNIST from 3000 images in two epochs") {
   TempDir dir;
@@ -243,17 +180,8 @@ TEST_CASE("checkpoint: truncated, corrupted and foreign files are refused with t
 
 TEST_CASE("cli: bad flags and values exit 2 with one line naming the flag; bad files exit 1 naming the file") {
   TempDir dir;
-  const std::string err = dir / "stderr.txt";
-  auto run = [&](const std::string& args) {
-    const int status = std::system((std::string(CRAYON_BINARY) + " " + args + " > /dev/null 2> " + err).c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  };
-  auto first_line = [&] {
-    std::ifstream f(err);
-    std::string line;
-    std::getline(f, line);
-    return line;
-  };
+  const Cli run(dir);
+  auto first_line = [&] { return run.first_error_line(); };
   CHECK(run("--help") == 0);
   CHECK(run("train --help") == 0);
   CHECK(run("train --epochs abc") == 2);

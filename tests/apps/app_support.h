@@ -1,0 +1,102 @@
+#pragma once
+// What the apps/ tests share: a temporary folder, a small real-MNIST training run, and
+// checkpoint comparison.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "apps/checkpoint.h"
+#include "apps/trainer.h"
+
+namespace crayon {
+
+namespace fs = std::filesystem;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("crayon-train-" + std::to_string(::getpid()) + "-" +
+                                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+inline TrainRun small_run(const std::string& out, const std::string& model = "mlp") {
+  TrainRun run;
+  run.config.dataset = "mnist";
+  run.config.data_dir = std::string(CRAYON_SOURCE_DIR) + "/data/mnist";
+  run.config.model = model;
+  run.config.epochs = 2;
+  run.config.batch_size = 64;
+  run.config.lr = 0.05;
+  run.config.train_limit = 3000;
+  run.config.test_limit = 1000;
+  run.out = out;
+  run.quiet = true;
+  run.threads = 2;
+  return run;
+}
+
+// Same dtype, shape and bytes.
+inline bool same_tensor(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
+  switch (a.dtype()) {
+    case DType::f32: return std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
+    case DType::i8: return std::memcmp(a.data_as<int8_t>(), b.data_as<int8_t>(), a.nbytes()) == 0;
+    case DType::i32: return std::memcmp(a.data_as<int32_t>(), b.data_as<int32_t>(), a.nbytes()) == 0;
+  }
+  return false;
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+inline void check_same_weights(const std::string& a, const std::string& b) {
+  LoadedCheckpoint x = load_checkpoint(a), y = load_checkpoint(b);
+  CHECK(x.state.step == y.state.step);
+  CHECK(x.state.epoch == y.state.epoch);
+  auto px = x.model->named_parameters(), py = y.model->named_parameters();
+  REQUIRE(px.size() == py.size());
+  for (size_t i = 0; i < px.size(); ++i) {
+    INFO(px[i].first);
+    CHECK(same_tensor(px[i].second.value(), py[i].second.value()));
+  }
+  auto bx = x.model->named_buffers(), by = y.model->named_buffers();
+  for (size_t i = 0; i < bx.size(); ++i) CHECK(same_tensor(bx[i].second, by[i].second));
+  REQUIRE(x.optimizer_state.size() == y.optimizer_state.size());
+  for (size_t i = 0; i < x.optimizer_state.size(); ++i)
+    CHECK(same_tensor(x.optimizer_state[i].second, y.optimizer_state[i].second));
+}
+
+
+// Runs the crayon binary (CRAYON_BINARY) with a shell argument string, stdout to `out` and
+// stderr to `err` in a folder; returns the exit status.
+struct Cli {
+  std::string out, err;
+  explicit Cli(const TempDir& dir) : out(dir / "stdout.txt"), err(dir / "stderr.txt") {}
+  int operator()(const std::string& args) const {
+    const int status = std::system((std::string(CRAYON_BINARY) + " " + args + " > " + out + " 2> " + err).c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  std::string first_error_line() const {
+    std::ifstream f(err);
+    std::string line;
+    std::getline(f, line);
+    return line;
+  }
+  std::string output() const { return slurp(out); }
+};
+
+}  // namespace crayon

@@ -1,0 +1,164 @@
+// Quantization from the command line on real MNIST: `train --qat`, quantized checkpoints
+// and their resume, `quantize` (PTQ), `eval` beside float, low-precision weight updates.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "apps/checkpoint.h"
+#include "apps/evaluate.h"
+#include "apps/trainer.h"
+#include "data/dataset.h"
+#include "quant/qat.h"
+#include "tests/apps/app_support.h"
+
+using namespace crayon;
+
+namespace {
+
+std::string mnist_dir() { return std::string(CRAYON_SOURCE_DIR) + "/data/mnist"; }
+
+EvalResult eval_on_1000(Module& model) {
+  const Dataset test = load_dataset("mnist", false, mnist_dir()).slice(0, 1000);
+  return evaluate(model, test, dataset_stats("mnist"));
+}
+
+}  // namespace
+
+TEST_CASE("train --qat: the checkpoint is quantized and reloads to the same predictions, near float") {
+  TempDir dir;
+  TrainRun run = small_run(dir / "qat.h5", "lenet5");
+  QatConfig q;
+  q.warmup_steps = 30;  // 47 steps per epoch: the grids freeze in epoch 1
+  run.config.qat = describe(q);
+  const auto records = run_training(run);
+  REQUIRE(records.size() == 2);
+  CHECK(records[1].test_acc > 0.85);
+
+  LoadedCheckpoint ck = load_checkpoint(run.out);
+  REQUIRE(ck.quantized);
+  CHECK(is_quantized(*ck.model));
+  CHECK(ck.config.qat == run.config.qat);
+  for (const auto& [name, fq] : fake_quant_modules(*ck.model)) {
+    INFO(name);
+    CHECK(fq->frozen());
+  }
+  // The reloaded model reproduces the accuracy the run measured on the same images.
+  const EvalResult r = eval_on_1000(*ck.model);
+  CHECK(r.accuracy == doctest::Approx(records[1].test_acc).epsilon(1e-12));
+  // The same weights without the grid: 8 bits cost little.
+  const EvalResult f = eval_on_1000(*float_copy(*ck.model, ck.input_shape));
+  MESSAGE("QAT 8-bit ", r.accuracy * 100, " %, same weights in float ", f.accuracy * 100, " %");
+  CHECK(std::abs(r.accuracy - f.accuracy) < 0.01);
+}
+
+TEST_CASE("train --qat: a run interrupted before and after the switch to QAT resumes bit for bit") {
+  // Float with batch norm for one epoch, then BN folded and QAT with stochastic rounding and
+  // a stochastic weight grid: every piece of state (folded model, FakeQuant buffers with
+  // mid-warm-up observers, optimizer restarted at the switch) must survive a checkpoint.
+  TempDir dir;
+  TrainRun full = small_run(dir / "full.h5", "conv(4,3,pad=1)-bn-relu-maxpool(2)-flatten-linear(10)");
+  full.config.epochs = 3;
+  full.config.train_limit = 1500;
+  full.config.qat_start_epoch = 1;
+  QatConfig q = parse_qat_config("weight_bits=6,act_bits=8,rounding=stochastic,warmup=40");
+  full.config.qat = describe(q);
+  full.config.update_bits = 16;
+  full.config.update_rounding = "stochastic";
+  const auto records = run_training(full);
+  CHECK(records.back().test_acc > 0.6);
+  LoadedCheckpoint end = load_checkpoint(full.out);
+  CHECK(end.quantized);
+  CHECK(end.model->spec().find("bn") == std::string::npos);  // folded at the switch
+  CHECK(end.config.update_frac_bits >= 0);                     // resolved and stored
+
+  for (int64_t first : {1, 2}) {
+    CAPTURE(first);
+    TrainRun part = full;
+    part.out = dir / "part.h5";
+    part.stop_after = first;
+    run_training(part);
+    CHECK(load_checkpoint(part.out).quantized == (first >= 2));
+    TrainRun rest;
+    rest.config.epochs = 3;
+    rest.out = part.out;
+    rest.resume = part.out;
+    rest.quiet = true;
+    run_training(rest);
+    check_same_weights(full.out, part.out);
+  }
+}
+
+TEST_CASE("quantize and eval: PTQ from the command line, reported beside the float model") {
+  TempDir dir;
+  TrainRun run = small_run(dir / "float.h5", "lenet5");
+  run.config.epochs = 1;
+  run_training(run);
+  const Cli cli(dir);
+  REQUIRE(cli("quantize --model " + (dir / "float.h5") + " --out " + (dir / "q.h5") +
+              " --weight-bits 8 --act-bits 8 --observer percentile --calib-batches 4 --threads 2") == 0);
+  const std::string said = cli.output();
+  INFO(said);
+  CHECK(said.find("W8A8, percentile observer on 512 calibration images") != std::string::npos);
+  LoadedCheckpoint q = load_checkpoint(dir / "q.h5");
+  REQUIRE(q.quantized);
+  CHECK(parse_qat_config(q.config.qat).observer == "percentile");
+
+  REQUIRE(cli("eval --model " + (dir / "q.h5") + " --limit 1000 --json") == 0);
+  const std::string json = cli.output();
+  INFO(json);
+  CHECK(json.find("\"float_accuracy\"") != std::string::npos);
+  CHECK(json.find("\"quantization\": \"weight_bits=8") != std::string::npos);
+  const EvalResult fq = eval_on_1000(*q.model);
+  const EvalResult fl = eval_on_1000(*load_checkpoint(dir / "float.h5").model);
+  CHECK(std::abs(fq.accuracy - fl.accuracy) < 0.01);
+
+  // Quantizing twice, or fine-tuning a quantized file as if it were float, is refused.
+  CHECK(cli("quantize --model " + (dir / "q.h5") + " --out " + (dir / "qq.h5")) == 1);
+  CHECK(cli.first_error_line().find("already quantized") != std::string::npos);
+  CHECK(cli("train --qat --init " + (dir / "q.h5") + " --out " + (dir / "x.h5") + " --epochs 1 --quiet") == 1);
+  CHECK(cli.first_error_line().find("expected a float checkpoint") != std::string::npos);
+}
+
+TEST_CASE("train --init: QAT fine-tunes a float checkpoint, starting from its accuracy") {
+  TempDir dir;
+  TrainRun base = small_run(dir / "float.h5", "lenet5");
+  base.config.epochs = 1;
+  const double float_acc = run_training(base).back().test_acc;
+  TrainRun tune = small_run(dir / "tuned.h5");
+  tune.config.model = "lenet5";
+  tune.config.init = dir / "float.h5";
+  tune.config.epochs = 1;
+  tune.config.lr = 0.01;
+  tune.config.qat = describe(QatConfig{});
+  const auto records = run_training(tune);
+  LoadedCheckpoint ck = load_checkpoint(tune.out);
+  CHECK(ck.quantized);
+  CHECK(ck.config.init == dir / "float.h5");
+  MESSAGE("float ", float_acc * 100, " %, after one QAT epoch from it ", records[0].test_acc * 100, " %");
+  CHECK(records[0].test_acc > float_acc - 0.02);
+}
+
+TEST_CASE("cli: quantization flags are checked and named") {
+  TempDir dir;
+  const Cli cli(dir);
+  CHECK(cli("train --weight-bits 4") == 2);
+  CHECK(cli.first_error_line().find("--weight-bits: needs --qat") != std::string::npos);
+  CHECK(cli("train --qat --weight-bits 9") == 2);
+  CHECK(cli.first_error_line().find("--weight-bits") != std::string::npos);
+  CHECK(cli("train --qat --per-channel --per-tensor") == 2);
+  CHECK(cli.first_error_line().find("--per-channel and --per-tensor") != std::string::npos);
+  CHECK(cli("train --qat --observer median") == 2);
+  CHECK(cli.first_error_line().find("--observer") != std::string::npos);
+  CHECK(cli("train --qat --rounding sideways") == 2);
+  CHECK(cli.first_error_line().find("--rounding") != std::string::npos);
+  CHECK(cli("train --init " + (dir / "nothing.h5")) == 2);
+  CHECK(cli.first_error_line().find("--init") != std::string::npos);
+  CHECK(cli("train --update-bits 40") == 2);
+  CHECK(cli.first_error_line().find("--update-bits") != std::string::npos);
+  CHECK(cli("train --update-rounding up") == 2);
+  CHECK(cli.first_error_line().find("--update-rounding") != std::string::npos);
+  CHECK(cli("quantize --model " + (dir / "nothing.h5")) == 1);
+  CHECK(cli.first_error_line().find(dir / "nothing.h5") != std::string::npos);
+  CHECK(cli("quantize --model x.h5 --calib-batches 0") == 2);
+  CHECK(cli.first_error_line().find("--calib-batches") != std::string::npos);
+}
