@@ -5,6 +5,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "nn/module.h"
+#include "quant/int8_model.h"
 
 namespace crayon {
 
@@ -18,7 +19,14 @@ struct EvalResult {
 // Index of the largest logit of each row of (B, C) logits (the first on ties).
 std::vector<int32_t> predictions(const Tensor& logits);
 
-// The model in eval mode over the whole dataset, without recording a graph.
-EvalResult evaluate(Module& model, const Dataset& data, const ChannelStats& norm, int64_t batch_size = 1000);
+// The model in eval mode over the whole dataset, without recording a graph. all_logits, if
+// given, receives every example's logits (N, classes) in dataset order.
+EvalResult evaluate(Module& model, const Dataset& data, const ChannelStats& norm, int64_t batch_size = 1000,
+                    Tensor* all_logits = nullptr);
+
+// The integer engine over the whole dataset, from its raw pixels (the model's input table
+// does the normalization and the input quantization).
+EvalResult evaluate(const Int8Model& model, const Dataset& data, int64_t batch_size = 1000,
+                    Tensor* all_logits = nullptr);
 
 }  // namespace crayon

@@ -18,8 +18,9 @@ struct Command {
 
 const Command kCommands[] = {
     {"train", crayon::cmd_train, "train a network (MNIST, Fashion-MNIST, CIFAR-10) with checkpoints"},
-    {"eval", crayon::cmd_eval, "accuracy, loss and per-class accuracy of a checkpoint"},
+    {"eval", crayon::cmd_eval, "accuracy of a checkpoint or int8 model; --compare an int8 model beside it"},
     {"quantize", crayon::cmd_quantize, "post-training quantization: calibrate a float checkpoint's activation grids"},
+    {"export", crayon::cmd_export, "a quantized checkpoint to an int8 model file that crayon's integer engine runs"},
     {"fetch", crayon::cmd_fetch, "download a dataset (MNIST, Fashion-MNIST, KMNIST, CIFAR-10), verify its checksums"},
 };
 

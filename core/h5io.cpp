@@ -243,6 +243,9 @@ struct H5Writer::Impl {
     if (!loc.valid()) fail_hdf5("/", "cannot open the root group");
     Handle gcpl = make_plist(H5P_GROUP_CREATE);
     H5Pset_obj_track_times(gcpl.get(), false);  // no timestamps: same content, same bytes
+    // Attributes stay in the object header up to 64 of them (HDF5 moves more than 8 to a
+    // fractal heap and B-tree by default: kilobytes per group, for a dozen small values).
+    H5Pset_attr_phase_change(gcpl.get(), 64, 48);
     for (size_t i = 0; i < n; ++i) {
       const std::string at = join_name(parts, i + 1);
       const htri_t exists = H5Lexists(loc.get(), parts[i].c_str(), H5P_DEFAULT);
@@ -317,10 +320,11 @@ H5Writer::H5Writer(std::string path) : impl_(std::make_unique<Impl>()) {
   impl_->tmp = str(impl_->path, ".tmp.", ::getpid(), ".", counter++);
   Handle fcpl = make_plist(H5P_FILE_CREATE);
   H5Pset_obj_track_times(fcpl.get(), false);
+  H5Pset_attr_phase_change(fcpl.get(), 64, 48);  // the root group's attributes, as for groups below
   Handle fapl = make_plist(H5P_FILE_ACCESS);
   // The 1.8 format at least: superblock v2 and object headers v2 carry checksums, so
   // corrupt metadata is detected rather than parsed. h5py and any HDF5 >= 1.8 read it.
-  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_LATEST);
   H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG);
   impl_->file =
       Handle(H5Fcreate(impl_->tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
@@ -374,6 +378,7 @@ void H5Writer::write_tensor(const std::string& name, const Tensor& t) {
 
   Handle dcpl = make_plist(H5P_DATASET_CREATE);
   H5Pset_obj_track_times(dcpl.get(), false);
+  H5Pset_dset_no_attrs_hint(dcpl.get(), true);  // a minimal object header: crayon puts attributes on groups
   if (t.nbytes() <= kCompactBytes) {
     H5Pset_layout(dcpl.get(), H5D_COMPACT);
   } else {
@@ -405,12 +410,12 @@ void H5Writer::set_attr(const std::string& object, const std::string& key,
     throw std::invalid_argument(
         str(impl_->path, ": attribute '", key, "': string holds a NUL byte"));
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
-  // Variable-length UTF-8, the kind h5py writes and reads back as str.
-  if (!type.valid() || H5Tset_size(type.get(), H5T_VARIABLE) < 0 ||
-      H5Tset_cset(type.get(), H5T_CSET_UTF8) < 0)
+  // Fixed-length, null-terminated UTF-8 (h5py reads it as bytes). Not variable-length:
+  // those live in a global heap whose first collection alone costs 4 KiB of file.
+  if (!type.valid() || H5Tset_size(type.get(), value.size() + 1) < 0 ||
+      H5Tset_strpad(type.get(), H5T_STR_NULLTERM) < 0 || H5Tset_cset(type.get(), H5T_CSET_UTF8) < 0)
     impl_->fail_hdf5(object, "cannot create a string type");
-  const char* p = value.c_str();
-  impl_->write_attr(object, key, type.get(), type.get(), impl_->scalar_space(), &p);
+  impl_->write_attr(object, key, type.get(), type.get(), impl_->scalar_space(), value.c_str());
 }
 
 void H5Writer::set_attr_int(const std::string& object, const std::string& key, int64_t value,

@@ -1,0 +1,217 @@
+#include "quant/int8_model.h"
+
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+#include "core/check.h"
+#include "quant/int8_ops.h"
+
+namespace crayon {
+
+const char* int8_op_name(Int8Layer::Op op) {
+  switch (op) {
+    case Int8Layer::Op::conv2d: return "conv2d";
+    case Int8Layer::Op::linear: return "linear";
+    case Int8Layer::Op::maxpool2d: return "maxpool2d";
+    case Int8Layer::Op::avgpool2d: return "avgpool2d";
+    case Int8Layer::Op::flatten: return "flatten";
+  }
+  return "?";
+}
+
+namespace {
+
+bool has_weights(const Int8Layer& l) { return l.op == Int8Layer::Op::conv2d || l.op == Int8Layer::Op::linear; }
+
+void check_grid(const std::string& where, const char* what, float scale, int32_t zero_point) {
+  if (!(scale > 0) || !std::isfinite(scale))
+    throw std::invalid_argument(str(where, ": expected a positive finite ", what, "_scale, found ", scale));
+  if (zero_point < -128 || zero_point > 127)
+    throw std::invalid_argument(str(where, ": expected ", what, "_zero_point in [-128, 127], found ", zero_point));
+}
+
+int64_t pooled(int64_t size, int kernel, int stride, int pad) { return (size + 2 * pad - kernel) / stride + 1; }
+
+}  // namespace
+
+void Int8Model::prepare() {
+  if (input_shape.size() != 3)
+    throw std::invalid_argument(str("int8 model: expected input_shape (C, H, W), found ", shape_str(input_shape)));
+  check_grid("int8 model input", "input", input_scale, input_zero_point);
+  const int64_t channels = input_shape[0];
+  if (int64_t(input_lut.size()) != channels * 256)
+    throw std::invalid_argument(str("int8 model: expected an input table of ", channels, " x 256 entries, found ",
+                                    input_lut.size()));
+  if (layers.empty()) throw std::invalid_argument("int8 model: no layers");
+
+  // Walk the shapes and grids from the input to the logits.
+  Shape shape = input_shape;  // per image
+  float scale = input_scale;
+  int32_t zero_point = input_zero_point;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    Int8Layer& l = layers[i];
+    char name[32];
+    std::snprintf(name, sizeof name, "layers/%03zu", i);  // as in the file
+    const std::string where = str(name, " (", int8_op_name(l.op), ")");
+    if (i + 1 < layers.size() && l.logits)
+      throw std::invalid_argument(str(where, ": only the last layer can output logits"));
+    if (l.op != Int8Layer::Op::flatten && l.op != Int8Layer::Op::linear && shape.size() != 3)
+      throw std::invalid_argument(str(where, ": expected a (C, H, W) input, found ", shape_str(shape)));
+    // Every layer reads the grid the previous one wrote.
+    if (l.op != Int8Layer::Op::flatten && l.op != Int8Layer::Op::maxpool2d &&
+        (l.in_scale != scale || l.in_zero_point != zero_point))
+      throw std::invalid_argument(str(where, ": its input grid (", l.in_scale, ", ", l.in_zero_point,
+                                      ") is not the previous layer's output grid (", scale, ", ", zero_point, ")"));
+    switch (l.op) {
+      case Int8Layer::Op::flatten: shape = {shape_numel(shape)}; break;
+      case Int8Layer::Op::maxpool2d:
+      case Int8Layer::Op::avgpool2d: {
+        const Pool2dParams& p = l.pool;
+        if (p.kernel_h < 1 || p.kernel_w < 1 || p.stride_h < 1 || p.stride_w < 1 || p.pad_h < 0 || p.pad_w < 0 ||
+            2 * p.pad_h > p.kernel_h || 2 * p.pad_w > p.kernel_w)
+          throw std::invalid_argument(str(where, ": bad kernel/stride/padding"));
+        const int64_t oh = pooled(shape[1], p.kernel_h, p.stride_h, p.pad_h),
+                      ow = pooled(shape[2], p.kernel_w, p.stride_w, p.pad_w);
+        if (oh < 1 || ow < 1) throw std::invalid_argument(str(where, ": the window does not fit ", shape_str(shape)));
+        shape = {shape[0], oh, ow};
+        if (l.op == Int8Layer::Op::avgpool2d) {
+          check_grid(where, "output", l.out_scale, l.out_zero_point);
+          l.pool_multiplier = quantize_multiplier(double(l.in_scale) / (double(l.out_scale) * p.kernel_h * p.kernel_w));
+          scale = l.out_scale;
+          zero_point = l.out_zero_point;
+        }
+        break;
+      }
+      case Int8Layer::Op::conv2d:
+      case Int8Layer::Op::linear: {
+        check_grid(where, "input", l.in_scale, l.in_zero_point);
+        const bool conv = l.op == Int8Layer::Op::conv2d;
+        if (l.weight.dtype() != DType::i8 || l.weight.ndim() != (conv ? 4 : 2))
+          throw std::invalid_argument(str(where, ": expected an int8 weight of rank ", conv ? 4 : 2, ", found ",
+                                          dtype_name(l.weight.dtype()), " ", shape_str(l.weight.shape())));
+        const int64_t out = l.weight.size(0);
+        const int64_t in = conv ? l.weight.size(1) : l.weight.size(1);
+        if (conv ? shape[0] != in : shape_numel(shape) != in || shape.size() != 1)
+          throw std::invalid_argument(str(where, ": weight ", shape_str(l.weight.shape()), " does not take input ",
+                                          shape_str(shape)));
+        if (int64_t(l.weight_scale.size()) != out)
+          throw std::invalid_argument(str(where, ": expected ", out, " weight scales, found ", l.weight_scale.size()));
+        for (float s : l.weight_scale)
+          if (!(s > 0) || !std::isfinite(s))
+            throw std::invalid_argument(str(where, ": expected positive finite weight scales, found ", s));
+        if (l.bias.dtype() != DType::i32 || l.bias.shape() != Shape{out})
+          throw std::invalid_argument(str(where, ": expected an int32 bias of shape (", out, "), found ",
+                                          dtype_name(l.bias.dtype()), " ", shape_str(l.bias.shape())));
+        if (conv) {
+          const Conv2dParams& p = l.conv;
+          if (p.stride_h < 1 || p.stride_w < 1 || p.pad_h < 0 || p.pad_w < 0)
+            throw std::invalid_argument(str(where, ": bad stride/padding"));
+          const int64_t oh = pooled(shape[1], int(l.weight.size(2)), p.stride_h, p.pad_h),
+                        ow = pooled(shape[2], int(l.weight.size(3)), p.stride_w, p.pad_w);
+          if (oh < 1 || ow < 1)
+            throw std::invalid_argument(str(where, ": the kernel does not fit ", shape_str(shape)));
+          shape = {out, oh, ow};
+        } else {
+          shape = {out};
+        }
+        try {
+          l.packed = pack_weights(l.weight);
+        } catch (const std::invalid_argument& e) {
+          throw std::invalid_argument(str(where, ": ", e.what()));
+        }
+        if (!l.logits) {
+          check_grid(where, "output", l.out_scale, l.out_zero_point);
+          if (l.act_min < -128 || l.act_min > l.act_max || l.act_max > 127)
+            throw std::invalid_argument(str(where, ": expected -128 <= act_min <= act_max <= 127, found ", l.act_min,
+                                            ", ", l.act_max));
+          l.stage = make_output_stage(l.in_scale, l.weight_scale, l.out_scale, l.out_zero_point, l.act_min, l.act_max);
+          scale = l.out_scale;
+          zero_point = l.out_zero_point;
+        }
+        break;
+      }
+    }
+  }
+  if (shape.size() != 1) throw std::invalid_argument(str("int8 model: the last layer outputs ", shape_str(shape),
+                                                         " per image; expected a vector of logits"));
+}
+
+int64_t Int8Model::num_classes() const {
+  for (size_t i = layers.size(); i-- > 0;)
+    if (has_weights(layers[i])) return layers[i].weight.size(0);
+  return 0;
+}
+
+Tensor Int8Model::quantize_images(const uint8_t* images, int64_t batch) const {
+  const int64_t plane = input_shape[1] * input_shape[2];
+  Tensor q = Tensor::empty({batch, input_shape[0], input_shape[1], input_shape[2]}, DType::i8);
+  int8_t* pq = q.data_as<int8_t>();
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t c = 0; c < input_shape[0]; ++c) {
+      const int8_t* lut = input_lut.data() + c * 256;
+      const int64_t at = (b * input_shape[0] + c) * plane;
+      for (int64_t i = 0; i < plane; ++i) pq[at + i] = lut[images[at + i]];
+    }
+  return q;
+}
+
+Tensor Int8Model::forward_raw(const Tensor& q, bool reference, std::vector<Tensor>* trace) const {
+  const Shape want{q.ndim() == 4 ? q.size(0) : -1, input_shape[0], input_shape[1], input_shape[2]};
+  if (q.dtype() != DType::i8 || q.shape() != want)
+    throw std::invalid_argument(str("int8 model: expected int8 input (B, ", input_shape[0], ", ", input_shape[1], ", ",
+                                    input_shape[2], "), got ", dtype_name(q.dtype()), " ", shape_str(q.shape())));
+  Tensor x = q;
+  for (const Int8Layer& l : layers) {
+    const std::span<const int32_t> bias = has_weights(l) ? std::span<const int32_t>(l.bias.data_as<int32_t>(),
+                                                                                     size_t(l.bias.numel()))
+                                                         : std::span<const int32_t>();
+    switch (l.op) {
+      case Int8Layer::Op::flatten: x = x.reshape({x.size(0), x.numel() / x.size(0)}); break;
+      case Int8Layer::Op::maxpool2d: x = maxpool2d_s8(x, l.pool); break;
+      case Int8Layer::Op::avgpool2d:
+        x = avgpool2d_s8(x, l.in_zero_point, l.pool, l.pool_multiplier, l.out_zero_point);
+        break;
+      case Int8Layer::Op::conv2d:
+        x = reference ? conv2d_s8_reference(x, l.in_zero_point, l.weight, bias, l.conv, l.stage)
+                      : conv2d_s8(x, l.in_zero_point, l.packed, bias, l.conv, l.stage);
+        break;
+      case Int8Layer::Op::linear:
+        if (l.logits)
+          x = reference ? linear_s8_acc_reference(x, l.in_zero_point, l.weight, bias)
+                        : linear_s8_acc(x, l.in_zero_point, l.packed, bias);
+        else
+          x = reference ? linear_s8_reference(x, l.in_zero_point, l.weight, bias, l.stage)
+                        : linear_s8(x, l.in_zero_point, l.packed, bias, l.stage);
+        break;
+    }
+    if (trace) trace->push_back(x);
+  }
+  return x;
+}
+
+Tensor Int8Model::forward(const Tensor& q, bool reference, std::vector<Tensor>* trace) const {
+  const Tensor raw = forward_raw(q, reference, trace);
+  Tensor logits = Tensor::empty(raw.shape());
+  float* out = logits.data();
+  const int64_t n = raw.numel(), classes = raw.size(1);
+  const Int8Layer& last = layers.back();
+  if (last.logits) {
+    const int32_t* acc = raw.data_as<int32_t>();
+    for (int64_t i = 0; i < n; ++i)
+      out[i] = float(double(acc[i]) * (double(last.in_scale) * double(last.weight_scale[size_t(i % classes)])));
+  } else {
+    float s = input_scale;
+    int32_t z = input_zero_point;
+    for (const Int8Layer& l : layers)
+      if (l.op == Int8Layer::Op::conv2d || l.op == Int8Layer::Op::linear || l.op == Int8Layer::Op::avgpool2d) {
+        s = l.out_scale;
+        z = l.out_zero_point;
+      }
+    const int8_t* code = raw.data_as<int8_t>();
+    for (int64_t i = 0; i < n; ++i) out[i] = float(double(s) * double(int32_t(code[i]) - z));
+  }
+  return logits;
+}
+
+}  // namespace crayon

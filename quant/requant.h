@@ -1,0 +1,112 @@
+#pragma once
+// Requantization: from an int32 accumulator back to an int8 activation, in integers only.
+//
+// A layer computes acc[c] = sum_k (q_x - z_in) * q_w[c,k] + bias[c], whose real value is
+// s_in * s_w[c] * acc[c] (weights symmetric, bias on the scale s_in * s_w[c]). On the output
+// grid (s_out, z_out) that is
+//
+//     q_y = clamp(z_out + round(M[c] * acc[c]), act_min, act_max),   M[c] = s_in * s_w[c] / s_out
+//
+// (gemmlowp doc/quantization.md, "the final scaling"). The real M is stored as an int32
+// multiplier m in [2^30, 2^31) and a shift e with M ~= m * 2^(e - 31), and applied as
+// TFLite's MultiplyByQuantizedMultiplier (tensorflow/lite/kernels/internal/common.h):
+//
+//     saturating_rounding_doubling_high_mul(x * 2^max(e, 0), m)   = round(x * m / 2^31)
+//     then rounding_divide_by_pot(., max(-e, 0))                  = round(. / 2^-e)
+//
+// with the rounding of gemmlowp's fixedpoint/fixedpoint.h, reproduced bit for bit:
+//   - saturating_rounding_doubling_high_mul rounds to nearest with ties toward +infinity
+//     (it matches ARM's vqrdmulh: (2ab + 2^31) >> 32); the one overflow, INT32_MIN * INT32_MIN,
+//     saturates to INT32_MAX;
+//   - rounding_divide_by_pot rounds to nearest with ties away from zero.
+// Two roundings in a row, so the result is within 1 of round(x * M) (not always equal).
+// The act_min / act_max clamp is the fused activation: [z_out, 127] is ReLU, [z_out,
+// z_out + round(6 / s_out)] ReLU6, [-128, 127] plain int8 saturation.
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <vector>
+
+namespace crayon {
+
+struct PackedWeights;
+
+struct FixedPointMultiplier {
+  int32_t multiplier = 0;  // in [2^30, 2^31), or 0 for a multiplier flushed to zero
+  int shift = 0;           // > 0: left shift, < 0: right shift (TFLite's convention)
+};
+
+// TFLite's QuantizeMultiplier: frexp(real) = q * 2^shift with q in [0.5, 1), multiplier =
+// round(q * 2^31) (ties away); a q that rounds up to 2^31 becomes 2^30 with shift + 1. Reals
+// below about 2^-32 (shift < -31) are flushed to multiplier 0, shift 0, as TFLite does: every
+// product then rounds to 0. Reals >= 2^31 cannot be represented and throw, as do real <= 0
+// and non-finite reals (std::invalid_argument naming the value).
+FixedPointMultiplier quantize_multiplier(double real);
+// multiplier * 2^(shift - 31), the real a FixedPointMultiplier stands for.
+double multiplier_value(FixedPointMultiplier m);
+
+// gemmlowp fixedpoint.h SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties up.
+inline int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b) {
+  if (a == b && a == std::numeric_limits<int32_t>::min()) return std::numeric_limits<int32_t>::max();
+  const int64_t ab = int64_t(a) * int64_t(b);
+  const int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+  return int32_t((ab + nudge) / (int64_t(1) << 31));  // division truncates toward zero
+}
+
+// gemmlowp fixedpoint.h RoundingDivideByPOT: round(x / 2^exponent), ties away from zero,
+// exponent in [0, 31].
+inline int32_t rounding_divide_by_pot(int32_t x, int exponent) {
+  const int32_t mask = int32_t((int64_t(1) << exponent) - 1);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+// TFLite MultiplyByQuantizedMultiplier: round(x * M) as described above. For M >= 1 TFLite's
+// left shift x * 2^shift overflows (undefined) once |x * 2^shift| >= 2^31; here it saturates
+// to int32 instead, which keeps it defined (not accurate; real layers have M < 1) and is
+// identical to TFLite wherever TFLite's is defined.
+inline int32_t multiply_by_quantized_multiplier(int32_t x, FixedPointMultiplier m) {
+  const int left = m.shift > 0 ? m.shift : 0, right = m.shift > 0 ? 0 : -m.shift;
+  int64_t shifted = int64_t(x) * (int64_t(1) << left);
+  shifted = shifted > std::numeric_limits<int32_t>::max() ? std::numeric_limits<int32_t>::max()
+          : shifted < std::numeric_limits<int32_t>::min() ? std::numeric_limits<int32_t>::min()
+                                                          : shifted;
+  return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(int32_t(shifted), m.multiplier), right);
+}
+
+// The output stage of one integer layer (gemmlowp public/output_stages.h: scale by a
+// fixed-point multiplier, add the zero point, clamp), per output channel.
+struct OutputStage {
+  std::vector<FixedPointMultiplier> multiplier;  // (N,) M[c] = s_in * s_w[c] / s_out
+  int32_t zero_point = 0;                        // z_out
+  int32_t act_min = -128, act_max = 127;         // the fused activation, inside [-128, 127]
+};
+// M[c] = s_in * s_w[c] / s_out for each c (s_w has one entry per output channel).
+OutputStage make_output_stage(double s_in, std::span<const float> s_w, double s_out, int32_t zero_point,
+                              int32_t act_min = -128, int32_t act_max = 127);
+
+// acc: (rows, n) int32 -> out: (rows, n) int8, or (n, rows) when transpose (a convolution's
+// pixels x channels back to NCHW):
+//     out = clamp(zero_point + mbqm(acc[i][j] + bias[j], multiplier[j]), act_min, act_max).
+// bias may be null. acc + bias saturates to int32 (it never comes near for real layers).
+// ld_out is out's row stride (0: contiguous, i.e. n, or rows when transposed), so a chunk
+// of pixels can land in its columns of a whole image.
+// Throws std::invalid_argument unless -128 <= act_min <= act_max <= 127 and the zero point
+// is in [-128, 127].
+void requantize(const int32_t* acc, int64_t rows, int64_t n, const int32_t* bias, const FixedPointMultiplier* mult,
+                int32_t out_zero_point, int32_t act_min, int32_t act_max, int8_t* out, bool transpose,
+                int64_t ld_out = 0);
+inline void requantize(const int32_t* acc, int64_t rows, int64_t n, const int32_t* bias, const OutputStage& stage,
+                       int8_t* out, bool transpose, int64_t ld_out = 0) {
+  requantize(acc, rows, n, bias, stage.multiplier.data(), stage.zero_point, stage.act_min, stage.act_max, out,
+             transpose, ld_out);
+}
+
+// The input zero point moved into the bias: sum_k (q_x - z_in) w[j,k] + bias[j]
+// = sum_k q_x w[j,k] + (bias[j] - z_in * rowsum(w[j])), so gemm_s8 can multiply the raw q_x.
+// bias: (n,) or empty (zeros). Throws std::overflow_error if a folded bias leaves int32.
+std::vector<int32_t> fold_input_zero_point(std::span<const int32_t> bias, const PackedWeights& w,
+                                           int32_t in_zero_point);
+
+}  // namespace crayon

@@ -1,0 +1,315 @@
+// int8 export and the integer engine end to end on real MNIST: a lenet5 trained briefly in
+// float, quantized (PTQ), exported; the engine must reproduce the fake-quant model (within
+// 1 LSB per activation, same predictions), its fast kernels the reference ones bit for bit,
+// a numpy/h5py reading of the file crayon's engine bit for bit; and malformed files must be
+// refused with the file and the object named.
+#include <doctest/doctest.h>
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "core/check.h"
+#include "core/h5io.h"
+#include "core/ops.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "nn/spec.h"
+#include "optim/sgd.h"
+#include "quant/fake_quant.h"
+#include "quant/int8_export.h"
+#include "quant/prediction_kl.h"
+#include "quant/qat.h"
+
+using namespace crayon;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string mnist_dir() { return std::string(CRAYON_SOURCE_DIR) + "/data/mnist"; }
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() /
+                  ("crayon-int8-" + std::to_string(::getpid()) + "-" +
+                   std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+// lenet5 trained for one epoch on 2000 MNIST images, then 8-bit PTQ: one model for every
+// test in this file (built once; the tests only read it).
+struct Fixture {
+  std::shared_ptr<Sequential> model;
+  QatConfig config;
+  Dataset test;
+  Int8Model int8;
+};
+
+const Fixture& fixture() {
+  static const Fixture f = [] {
+    Fixture f;
+    const ChannelStats norm = mnist_stats();
+    const Dataset train = load_dataset("mnist", true, mnist_dir()).slice(0, 2000);
+    f.test = load_dataset("mnist", false, mnist_dir()).slice(0, 1000);
+    Rng rng(7);
+    f.model = build_model("lenet5", {1, 28, 28}, rng);
+    SGD opt(f.model->parameters(), {.lr = 0.05f, .momentum = 0.9f});
+    DataLoader loader(train, {.batch_size = 64, .shuffle = true, .seed = 7, .norm = norm});
+    Batch b;
+    while (loader.next(b)) {
+      opt.zero_grad();
+      cross_entropy((*f.model)(Variable(b.images)), b.labels).backward();
+      opt.step();
+    }
+    loader.start_epoch(1);
+    calibrate(*f.model, [&](Tensor& x) {
+      if (!loader.next(b)) return false;
+      x = b.images;
+      return true;
+    }, 8, f.config);
+    f.model->eval();
+    f.int8 = export_int8(*f.model, {1, 28, 28}, f.config, pixel_table(norm, 1), norm.mean, norm.std);
+    f.int8.dataset = "mnist";
+    return f;
+  }();
+  return f;
+}
+
+// The fake-quant model's logits and the codes of every FakeQuant output after the input,
+// in forward order, for images [0, n) of the fixture's test set.
+struct FakeQuantRun {
+  Tensor logits;
+  std::vector<Tensor> codes;  // int32, one per activation grid
+};
+
+FakeQuantRun run_fake_quant(const Fixture& f, int64_t n) {
+  DataLoader loader(f.test, {.batch_size = n, .shuffle = false, .norm = mnist_stats()});
+  Batch b;
+  loader.next(b);
+  NoGradGuard ng;
+  FakeQuantRun out;
+  Variable x(b.images);
+  bool first = true;
+  for (const auto& [name, layer] : f.model->children()) {
+    x = (*layer)(x);
+    if (const auto* fq = dynamic_cast<const FakeQuant*>(layer.get())) {
+      if (!first) {
+        QuantSpec s = fq->quant_spec();
+        s.rounding = Rounding::nearest_even;
+        out.codes.push_back(quantize(x.value(), fq->qparams(), s));  // exact: x is on the grid
+      }
+      first = false;
+    }
+  }
+  out.logits = x.value();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("int8 engine: every activation within 1 LSB of the fake-quant model and the same predictions") {
+  const Fixture& f = fixture();
+  const int64_t n = 500;
+  const FakeQuantRun fq = run_fake_quant(f, n);
+  std::vector<Tensor> trace;
+  const Tensor q = f.int8.quantize_images(f.test.image(0), n);
+  const Tensor logits = f.int8.forward(q, /*reference=*/true, &trace);
+
+  // Layer outputs on an activation grid, in order, against the fake-quant codes.
+  size_t k = 0;
+  int64_t total = 0, exact = 0;
+  for (size_t i = 0; i < f.int8.layers.size(); ++i) {
+    const Int8Layer& l = f.int8.layers[i];
+    const bool gridded = (l.op == Int8Layer::Op::conv2d || l.op == Int8Layer::Op::linear) && !l.logits;
+    if (!gridded) continue;
+    REQUIRE(k < fq.codes.size());
+    const Tensor& want = fq.codes[k++];
+    const Tensor& got = trace[i];
+    REQUIRE(got.numel() == want.numel());
+    int max_diff = 0;
+    for (int64_t j = 0; j < got.numel(); ++j) {
+      const int d = std::abs(int(got.data_as<int8_t>()[j]) - want.data_as<int32_t>()[j]);
+      max_diff = std::max(max_diff, d);
+      exact += d == 0;
+    }
+    total += got.numel();
+    INFO("layer ", i, " (", int8_op_name(l.op), ")");
+    CHECK(max_diff <= 1);
+  }
+  CHECK(k == fq.codes.size());
+  MESSAGE(exact, " of ", total, " activations equal to fake-quant's, the rest 1 LSB apart");
+  CHECK(double(exact) / double(total) > 0.99);
+
+  const PredictionShift s = prediction_shift(fq.logits, logits);
+  MESSAGE("top-1 agreement ", s.agreement * 100, " %, mean KL ", s.mean_kl);
+  CHECK(s.agreement >= 0.99);
+  CHECK(s.mean_kl < 1e-3);
+}
+
+TEST_CASE("int8 engine: the fast kernels give the reference kernels' outputs bit for bit") {
+  const Fixture& f = fixture();
+  for (int64_t n : {1, 7, 256}) {
+    CAPTURE(n);
+    const Tensor q = f.int8.quantize_images(f.test.image(3), n);
+    const Tensor fast = f.int8.forward_raw(q), ref = f.int8.forward_raw(q, true);
+    REQUIRE(fast.shape() == ref.shape());
+    CHECK(std::memcmp(fast.data_as<int32_t>(), ref.data_as<int32_t>(), fast.nbytes()) == 0);
+  }
+}
+
+TEST_CASE("int8 export: the file reloads to the same engine, and numpy + h5py run it bit for bit") {
+  const Fixture& f = fixture();
+  TempDir dir;
+  const std::string path = dir / "lenet5.int8.h5";
+  save_int8(f.int8, path);
+  CHECK(is_int8_file(path));
+  const Int8Model back = load_int8(path);
+  const int64_t begin = 100, n = 200;
+  const Tensor q = back.quantize_images(f.test.image(begin), n);
+  const Tensor raw = back.forward_raw(q), logits = back.forward(q);
+  CHECK(std::memcmp(raw.data_as<int32_t>(), f.int8.forward_raw(q).data_as<int32_t>(), raw.nbytes()) == 0);
+
+  // The file is small: int8 weights are a quarter of float's, plus scales and metadata.
+  int64_t float_bytes = 0;
+  for (const auto& [name, v] : f.model->named_parameters()) float_bytes += 4 * v.numel();
+  const double ratio = double(fs::file_size(path)) / double(float_bytes);
+  MESSAGE("int8 file ", fs::file_size(path), " bytes = ", ratio, " x the float weights");
+  CHECK(ratio <= 0.3);
+
+  const std::string engine = dir / "engine.h5";
+  {
+    H5Writer w(engine);
+    w.set_attr("/", "begin", begin);
+    w.set_attr("/", "count", n);
+    w.write_tensor("raw", raw);
+    w.write_tensor("logits", logits);
+    w.commit();
+  }
+  const std::string out = dir / "python.txt";
+  const std::string cmd = "/usr/bin/python3 " + std::string(CRAYON_SOURCE_DIR) + "/tests/quant/int8_reference.py " +
+                          path + " " + engine + " " + mnist_dir() + " > " + out + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream said(out);
+  const std::string text((std::istreambuf_iterator<char>(said)), {});
+  INFO(text, "(needs Debian's python3-numpy and python3-h5py: scripts/install-deps.sh installs them)");
+  CHECK(status == 0);
+  CHECK(text.find("agree bit for bit") != std::string::npos);
+}
+
+TEST_CASE("int8 file: truncated, mistyped, reshaped, incomplete and linked-out files are refused by name") {
+  const Fixture& f = fixture();
+  TempDir dir;
+  const std::string good = dir / "good.h5";
+  save_int8(f.int8, good);
+
+  auto refused = [&](const std::string& path, const std::string& expect) {
+    try {
+      load_int8(path);
+    } catch (const std::runtime_error& e) {
+      const std::string msg = e.what();
+      INFO(msg);
+      CHECK(msg.find(path) != std::string::npos);
+      CHECK(msg.find(expect) != std::string::npos);
+      return true;
+    }
+    return false;
+  };
+  {
+    const std::string bytes = [&] {
+      std::ifstream in(good, std::ios::binary);
+      return std::string((std::istreambuf_iterator<char>(in)), {});
+    }();
+    const std::string truncated = dir / "truncated.h5";
+    std::ofstream(truncated, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size() * 2 / 3));
+    CHECK(refused(truncated, ""));
+  }
+  // Variants written through the writer: a float weight, a short bias, grids that do not
+  // chain, a weight of -128, an empty clamp.
+  auto variant = [&](const std::string& name, auto mutate) {
+    Int8Model m = f.int8;
+    mutate(m);
+    const std::string p = dir / name;
+    save_int8(m, p);
+    return p;
+  };
+  CHECK(refused(variant("float_weight.h5", [](Int8Model& m) { m.layers[0].weight = Tensor::zeros({6, 1, 5, 5}); }),
+                "layers/000/weight"));
+  CHECK(refused(variant("short_bias.h5", [](Int8Model& m) { m.layers[0].bias = Tensor::zeros({5}, DType::i32); }),
+                "layers/000/bias"));
+  CHECK(refused(variant("scale.h5", [](Int8Model& m) { m.layers[0].out_scale *= 2; }), "layers/002"));
+  CHECK(refused(variant("minus128.h5", [](Int8Model& m) { m.layers[0].weight.data_as<int8_t>()[0] = -128; }),
+                "layers/000"));
+  CHECK(refused(variant("clamp.h5", [](Int8Model& m) { m.layers[0].act_min = 100, m.layers[0].act_max = 50; }),
+                "layers/000"));
+
+  // With the raw HDF5 API: a dataset removed, a dataset replaced by an external link, a
+  // dataset claiming huge dims.
+  auto edit = [&](const std::string& name, auto change) {
+    const std::string p = dir / name;
+    fs::copy_file(good, p);
+    const hid_t file = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    REQUIRE(file >= 0);
+    change(file);
+    H5Fclose(file);
+    return p;
+  };
+  CHECK(refused(edit("missing.h5", [](hid_t file) { H5Ldelete(file, "layers/002/weight", H5P_DEFAULT); }),
+                "layers/002/weight"));
+  CHECK(refused(edit("external.h5",
+                     [](hid_t file) {
+                       H5Ldelete(file, "layers/002/bias", H5P_DEFAULT);
+                       H5Lcreate_external("/etc/other.h5", "/bias", file, "layers/002/bias", H5P_DEFAULT,
+                                          H5P_DEFAULT);
+                     }),
+                "layers/002/bias"));
+  CHECK(refused(edit("huge.h5",
+                     [](hid_t file) {
+                       H5Ldelete(file, "input/lut", H5P_DEFAULT);
+                       const hsize_t dims[2] = {hsize_t(1) << 40, hsize_t(1) << 20};
+                       const hsize_t chunk[2] = {1, 256};
+                       const hid_t space = H5Screate_simple(2, dims, nullptr);
+                       const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+                       H5Pset_chunk(dcpl, 2, chunk);
+                       const hid_t d = H5Dcreate2(file, "input/lut", H5T_STD_I8LE, space, H5P_DEFAULT, dcpl,
+                                                  H5P_DEFAULT);
+                       H5Dclose(d);
+                       H5Pclose(dcpl);
+                       H5Sclose(space);
+                     }),
+                "input/lut"));
+  // And a checkpoint or garbage is not mistaken for an int8 model.
+  const std::string garbage = dir / "garbage.h5";
+  std::ofstream(garbage) << "not hdf5";
+  CHECK_FALSE(is_int8_file(garbage));
+  CHECK(refused(garbage, ""));
+}
+
+TEST_CASE("int8 export: what has no integer form is refused naming the layer") {
+  Rng rng(1);
+  auto model = build_model("conv(4,3)-bn-relu-flatten-linear(10)", {1, 8, 8}, rng);
+  QatConfig keep_bn;
+  keep_bn.fold_bn = false;
+  prepare_qat(*model, keep_bn);
+  calibrate(*model, [n = 0](Tensor& x) mutable {
+    x = Tensor::full({2, 1, 8, 8}, 0.5f);
+    return n++ < 1;
+  }, 1, keep_bn);
+  const ChannelStats norm = mnist_stats();
+  try {
+    export_int8(*model, {1, 8, 8}, keep_bn, pixel_table(norm, 1), norm.mean, norm.std);
+    FAIL("an unfolded batch norm should not export");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("batch norm after it was not folded") != std::string::npos);
+  }
+  auto plain = build_model("flatten-linear(10)", {1, 8, 8}, rng);
+  CHECK_THROWS_WITH_AS(export_int8(*plain, {1, 8, 8}, QatConfig{}, pixel_table(norm, 1), norm.mean, norm.std),
+                       doctest::Contains("no input FakeQuant"), std::invalid_argument);
+}
