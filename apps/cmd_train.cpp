@@ -84,6 +84,9 @@ int cmd_train(int argc, char** argv) {
   if (c.update_bits != 0 && (c.update_bits < 2 || c.update_bits > 32))
     throw UsageError(str("--update-bits: expected 0 (off) or 2..32, got ", c.update_bits));
   require_one_of(vm, "update-rounding", {"nearest", "stochastic"});
+  if (c.update_bits == 0)
+    for (const char* f : {"update-frac-bits", "update-rounding"})
+      if (!vm[f].defaulted()) throw UsageError(str("--", f, ": needs --update-bits"));
   if (!is_init_scheme(c.init) && !std::filesystem::is_regular_file(c.init))
     throw UsageError(str("--init: expected pytorch, kaiming-uniform, kaiming-normal, xavier-uniform, xavier-normal or a "
                          "checkpoint file, got '", c.init, "' (no such file)"));

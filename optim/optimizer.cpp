@@ -35,20 +35,24 @@ Tensor count_tensor(int64_t v) {
 
 }  // namespace
 
+void check_parameter_list(const std::vector<Variable>& params, const char* who) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].defined())
+      throw std::invalid_argument(str(who, ": parameter ", i, " is an undefined Variable"));
+    if (params[i].value().dtype() != DType::f32)
+      throw std::invalid_argument(str(who, ": parameter ", i, " must be float32, got ",
+                                      dtype_name(params[i].value().dtype())));
+    for (size_t j = 0; j < i; ++j)
+      if (params[j].same(params[i]))
+        throw std::invalid_argument(str(who, ": parameters ", j, " and ", i,
+                                        " are the same Variable (it would be updated twice)"));
+  }
+}
+
 Optimizer::Optimizer(std::vector<Variable> params, float lr)
     : params_(std::move(params)), lr_(lr), updates_(params_.size(), 0) {
   check_lr(lr);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (!params_[i].defined())
-      throw std::invalid_argument(str("optimizer: parameter ", i, " is an undefined Variable"));
-    if (params_[i].value().dtype() != DType::f32)
-      throw std::invalid_argument(str("optimizer: parameter ", i, " must be float32, got ",
-                                      dtype_name(params_[i].value().dtype())));
-    for (size_t j = 0; j < i; ++j)
-      if (params_[j].same(params_[i]))
-        throw std::invalid_argument(str("optimizer: parameters ", j, " and ", i,
-                                        " are the same Variable (it would be updated twice)"));
-  }
+  check_parameter_list(params_, "optimizer");
 }
 
 void Optimizer::set_lr(float lr) {

@@ -23,6 +23,10 @@
 
 namespace crayon {
 
+// Throws std::invalid_argument, naming `who` and the index, for an undefined or non-float32
+// parameter or one listed twice.
+void check_parameter_list(const std::vector<Variable>& params, const char* who);
+
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 class Optimizer {

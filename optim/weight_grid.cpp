@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "optim/optimizer.h"
 
 namespace crayon {
 
@@ -50,17 +51,7 @@ WeightGrid::WeightGrid(std::vector<Variable> params, WeightGridOptions options)
   if (k != 0 && (fl < -1 || fl >= k))
     throw std::invalid_argument(str("WeightGrid: frac_bits must be -1 (auto) or in 0..bits-1 = 0..",
                                     k - 1, ", got ", fl));
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (!params_[i].defined())
-      throw std::invalid_argument(str("WeightGrid: parameter ", i, " is an undefined Variable"));
-    if (params_[i].value().dtype() != DType::f32)
-      throw std::invalid_argument(str("WeightGrid: parameter ", i, " must be float32, got ",
-                                      dtype_name(params_[i].value().dtype())));
-    for (size_t j = 0; j < i; ++j)
-      if (params_[j].same(params_[i]))
-        throw std::invalid_argument(
-            str("WeightGrid: parameters ", j, " and ", i, " are the same Variable"));
-  }
+  check_parameter_list(params_, "WeightGrid");
   if (k == 0) return;
 
   frac_bits_ = fl;
