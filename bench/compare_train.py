@@ -8,7 +8,22 @@ OpenBLAS's default thread count) and with OPENBLAS_NUM_THREADS=1 for the PyTorch
 (so OpenBLAS and PyTorch's own OpenMP pool don't fight over the 2 cores). Prints medians
 and ratios as a Markdown table.
 
-  /usr/bin/python3 bench/compare_train.py [--runs 5] [--models mlp,lenet5]
+With --qat, each round runs five one-epoch trainings in turn: crayon float, crayon QAT
+(`crayon train --qat`: W8A8, per-channel weights, activation observers watching the first
+200 steps then frozen), PyTorch float, and PyTorch eager-mode QAT (bench/torch_train.py
+--qat) with the onednn and with the qnnpack engine; every PyTorch run with
+OPENBLAS_NUM_THREADS=1, its best configuration above. PyTorch's QAT observers are frozen
+after the same 200 steps (--torch-qat-warmup). Without --limit every epoch is a full one of
+60000 images (469 steps), so crayon's QAT epoch includes its 200 observer warm-up steps as
+in a real first QAT epoch. The table gives the medians (images/s), crayon's QAT / float
+time per epoch (the bar: <= 1.15x) and crayon QAT / PyTorch's best QAT throughput.
+
+The caller's environment reaches every run. On a shared machine set OMP_WAIT_POLICY=PASSIVE:
+PyTorch's libgomp threads otherwise spin at each barrier and, when another job holds a core,
+PyTorch at 2 threads becomes 3-10x slower (mlp: ~3,000 instead of ~50,000 img/s). crayon
+does not use OpenMP and is unaffected.
+
+  /usr/bin/python3 bench/compare_train.py [--runs 5] [--models mlp,lenet5] [--qat] [--limit N]
 """
 import argparse
 import json
@@ -23,12 +38,14 @@ ROOT = os.path.dirname(HERE)
 CRAYON = os.path.join(ROOT, "build", "apps", "crayon")
 
 
-def crayon_rate(model, threads, limit):
+def crayon_rate(model, threads, limit, qat=False):
     with tempfile.TemporaryDirectory() as d:
         log = os.path.join(d, "log.jsonl")
         cmd = [CRAYON, "train", "--model", model, "--epochs", "1", "--batch-size", "128", "--lr", "0.01",
                "--momentum", "0.9", "--threads", str(threads), "--out", os.path.join(d, "m.h5"), "--log", log,
                "--quiet", "--test-limit", "1000"]
+        if qat:
+            cmd += ["--qat", "--weight-bits", "8", "--act-bits", "8", "--qat-warmup", "200"]
         if limit:
             cmd += ["--train-limit", str(limit)]
         subprocess.run(cmd, check=True)
@@ -36,29 +53,23 @@ def crayon_rate(model, threads, limit):
             return json.loads(f.readline())["images_per_s"]
 
 
-def torch_rate(model, threads, limit, openblas_threads):
+def torch_rate(model, threads, limit, openblas_threads, qat_engine=None, qat_warmup=200):
     env = dict(os.environ)
     if openblas_threads is None:
         env.pop("OPENBLAS_NUM_THREADS", None)
     else:
         env["OPENBLAS_NUM_THREADS"] = str(openblas_threads)
     cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_train.py"), "--model", model, "--threads", str(threads)]
+    if qat_engine:
+        cmd += ["--qat", "--engine", qat_engine, "--qat-warmup", str(qat_warmup)]
     if limit:
         cmd += ["--limit", str(limit)]
     out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["images_per_s"]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--models", default="mlp,lenet5")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--limit", type=int, default=0, help="train on the first N images (0: all 60000)")
-    args = ap.parse_args()
-    if not os.path.exists(CRAYON):
-        sys.exit(f"{CRAYON} not found: build first (scripts/build.sh)")
-    print(f"| model | crayon img/s | PyTorch as installed | PyTorch, OPENBLAS_NUM_THREADS=1 | crayon / PyTorch best |")
+def compare_float(args):
+    print("| model | crayon img/s | PyTorch as installed | PyTorch, OPENBLAS_NUM_THREADS=1 | crayon / PyTorch best |")
     print("|---|---|---|---|---|")
     for model in args.models.split(","):
         c, t_default, t_ob1 = [], [], []
@@ -71,6 +82,51 @@ def main():
         print(f"| {model} | {mc:,.0f} | {md:,.0f} | {m1:,.0f} | {mc / best:.2f} |", flush=True)
         print(f"<!-- {model} raw: crayon {[round(x) for x in c]} torch {[round(x) for x in t_default]} "
               f"torch-ob1 {[round(x) for x in t_ob1]} -->", flush=True)
+
+
+def compare_qat(args):
+    runs = {  # name -> one epoch's images/s
+        "crayon float": lambda m: crayon_rate(m, args.threads, args.limit),
+        "crayon QAT": lambda m: crayon_rate(m, args.threads, args.limit, qat=True),
+        "PyTorch float": lambda m: torch_rate(m, args.threads, args.limit, 1),
+        "PyTorch QAT onednn": lambda m: torch_rate(m, args.threads, args.limit, 1, "onednn", args.torch_qat_warmup),
+        "PyTorch QAT qnnpack": lambda m: torch_rate(m, args.threads, args.limit, 1, "qnnpack", args.torch_qat_warmup),
+    }
+    print("| model | " + " | ".join(runs) + " | crayon QAT / float, time per epoch "
+          "| crayon QAT / PyTorch QAT best, img/s |")
+    print("|---" * (len(runs) + 3) + "|")
+    for model in args.models.split(","):
+        raw = {name: [] for name in runs}
+        for _ in range(args.runs):
+            for name, run in runs.items():
+                raw[name].append(run(model))
+        med = {name: statistics.median(x) for name, x in raw.items()}
+        torch_qat = max(med["PyTorch QAT onednn"], med["PyTorch QAT qnnpack"])
+        slowdown = med["crayon float"] / med["crayon QAT"]  # time per epoch, QAT over float
+        print(f"| {model} | " + " | ".join(f"{v:,.0f}" for v in med.values()) +
+              f" | {slowdown:.2f}x | {med['crayon QAT'] / torch_qat:.2f} |", flush=True)
+        print(f"<!-- {model} raw: " + "; ".join(f"{name} {[round(x) for x in v]}" for name, v in raw.items()) +
+              " -->", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--models", default="mlp,lenet5")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=0, help="train on the first N images (0: all 60000)")
+    ap.add_argument("--qat", action="store_true", help="float and QAT epochs of both frameworks")
+    ap.add_argument("--torch-qat-warmup", type=int, default=200,
+                    help="steps before PyTorch's QAT observers freeze, as crayon's (0: never)")
+    args = ap.parse_args()
+    if not os.path.exists(CRAYON):
+        sys.exit(f"{CRAYON} not found: build first (scripts/build.sh)")
+    print(f"<!-- {args.threads} threads; PyTorch env: OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')} -->")
+    if args.limit and args.qat:
+        steps = -(-args.limit // 128)
+        print(f"<!-- --limit {args.limit}: epochs of {args.limit} images, not 60000; crayon's QAT epoch is {steps} "
+              f"steps, {min(steps, 200)} of them with the observers running -->")
+    (compare_qat if args.qat else compare_float)(args)
 
 
 if __name__ == "__main__":
