@@ -47,8 +47,8 @@ class Variable {
   // buffer and sets *beta to 0 if the buffer is new (zero-filled), 1 if it holds a
   // gradient to add to. Writing with out = beta*out + new keeps accumulation exact.
   Tensor& grad_accumulator(float* beta);
-  // The same for cblas_sgemm's C only: a new buffer is left uninitialized (BLAS does not
-  // read C when beta = 0), sparing a memset that cost ~8 % of an MLP step.
+  // The same for kernels that overwrite every element when beta = 0 (cblas_sgemm's C, a
+  // copy): a new buffer is left uninitialized, sparing a memset that cost ~8 % of an MLP step.
   Tensor& grad_for_gemm(float* beta);
 
   // Back-propagate from this Variable. Without an argument it must hold one element and

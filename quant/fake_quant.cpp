@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -112,16 +113,20 @@ Variable fake_quant(const Variable& x, const QParams& qp, const QuantSpec& spec,
     for_each_quantized(x.value(), qp, spec, rng, [py](int64_t i, size_t, float, float, float v) { py[i] = v; });
   }
   return make_result(std::move(y), {x}, [ste, keep](const Tensor& dy, std::vector<Variable>& in) {
+    // A fresh gradient buffer is left uninitialized and overwritten (one pass, no memset).
     float beta;
-    Tensor& dx = in[0].grad_accumulator(&beta);
+    Tensor& dx = in[0].grad_for_gemm(&beta);
     const float* pd = dy.data();
     float* pg = dx.data();
     const int64_t n = dy.numel();
-    if (ste == Ste::plain) {
-      for (int64_t i = 0; i < n; ++i) pg[i] = beta * pg[i] + pd[i];  // STE: dx = dy
+    const uint8_t* k = keep->data();
+    if (ste == Ste::plain) {  // STE: dx = dy
+      if (beta == 0) std::memcpy(pg, pd, size_t(n) * sizeof(float));
+      else for (int64_t i = 0; i < n; ++i) pg[i] += pd[i];
+    } else if (beta == 0) {  // clipped: dx = dy where the value was inside the grid
+      for (int64_t i = 0; i < n; ++i) pg[i] = k[i] ? pd[i] : 0.f;
     } else {
-      const uint8_t* k = keep->data();
-      for (int64_t i = 0; i < n; ++i) pg[i] = beta * pg[i] + (k[i] ? pd[i] : 0.f);
+      for (int64_t i = 0; i < n; ++i) pg[i] += k[i] ? pd[i] : 0.f;
     }
   }, "fake_quant");
 }

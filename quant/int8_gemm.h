@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "quant/requant.h"
 
 namespace crayon {
 
@@ -66,6 +67,53 @@ PackedWeights pack_weights(const Tensor& w);
 void gemm_s8(const int8_t* a, int64_t m, int64_t k, const PackedWeights& w, int32_t* c);
 // The same through a chosen path (must be supported).
 void gemm_s8(const int8_t* a, int64_t m, int64_t k, const PackedWeights& w, int32_t* c, Int8Isa isa);
+
+// The same product with the output stage fused into the kernels: each tile of sums is finished
+// while it is still in registers, instead of a second pass over an int32 matrix.
+//   gemm_s8_acc      c (m, N) int32 = a x w^T + bias, each sum saturated to int32 (bias may be
+//                    null): the accumulators of a logits layer
+//   gemm_s8_requant  y (m, N) int8 = requantize(a x w^T, bias, stage) (quant/requant.h), bit
+//                    for bit
+// Threads as gemm_s8.
+void gemm_s8_acc(const int8_t* a, int64_t m, int64_t k, const PackedWeights& w, const int32_t* bias, int32_t* c,
+                 Int8Isa isa = int8_isa());
+void gemm_s8_requant(const int8_t* a, int64_t m, int64_t k, const PackedWeights& w, const int32_t* bias,
+                     const OutputStage& stage, int8_t* y, Int8Isa isa = int8_isa());
+
+// Convolution's product the other way round, channels x pixels, so the output is already a
+// plane per channel (NCHW) and one vector holds 16 pixels of one channel (a LeNet layer has 6
+// or 16 channels, which would fill a 32-channel block poorly):
+//     y[j][p] = requantize(sum_k w[j][k] * x[k][p], bias[j], stage)   for j < N, p < np
+// y has row stride ldy. The patches x (k, np) come in their own layout, made by pack_patches
+// from k rows (rows[r] points at the r-th entry of the windows of all np pixels, readable
+// for patch_stride(np) bytes; the extra bytes only feed outputs that are not stored):
+// out[(g * ldp + p) * 4 + t] = rows[4g + t][p], ldp = patch_stride(np), the 4-byte groups of
+// one pixel side by side as the weights' are (rows past k read as 0), and for the VNNI path
+// flipped to x + 128 (the unsigned operand). Runs on the calling thread.
+inline int64_t patch_stride(int64_t np) { return (np + 31) / 32 * 32; }
+inline int64_t patch_bytes(int64_t k, int64_t np) { return (k + 3) / 4 * 4 * patch_stride(np); }
+void pack_patches(const int8_t* const* rows, int64_t k, int64_t np, Int8Isa isa, int8_t* out);
+void gemm_s8_patches(const PackedWeights& w, const int8_t* x, int64_t np, const int32_t* bias,
+                     const OutputStage& stage, int8_t* y, int64_t ldy, Int8Isa isa);
+
+// The same product for a conv followed by a 2x2 max pool, pooling before the output stage:
+// requantize_value is nondecreasing in acc when the multiplier is >= 0 (every multiplier
+// quantize_multiplier makes), so max(rq(a), rq(b)) = rq(max(a, b)), and only a quarter of the
+// sums need the output stage. y (N, (np + 1) / 2) int32, row stride ldy:
+//     y[j][p / 2] = max(s[j][p], s[j][p + 1]),  s[j][p] = sum_k w[j][k] * x[k][p],  p even
+// (for an odd np the last pair's second sum is of a pixel past np: its value is unspecified).
+void gemm_s8_patches_pairmax(const PackedWeights& w, const int8_t* x, int64_t np, int32_t* y, int64_t ldy,
+                             Int8Isa isa);
+// The pool's other half and the output stage, for sums paired as above: rows 2r and 2r + 1
+// of each channel's pairs, their max, requantized. For j < n, r < rows, i < len:
+//     y[(j * rows + r) * len + i] = requantize_value(max(a[j][2r][i], a[j][2r + 1][i]), bias[j],
+//                                                    stage.multiplier[j], ...)
+// a[j][row] = acc + j * lda + row * ld_row; bias may be null. k >= 0 promises sums of k int8
+// products (|acc| <= 128 * 127 * k), which lets the kernel skip the saturation of acc + bias
+// where it cannot happen; k < 0 promises nothing.
+void requantize_max_rows(const int32_t* acc, int64_t n, int64_t rows, int64_t len, int64_t lda, int64_t ld_row,
+                         int64_t k, const int32_t* bias, const OutputStage& stage, int8_t* y,
+                         Int8Isa isa = int8_isa());
 
 // The oracle: a plain triple loop over unpacked w (n, k).
 void gemm_s8_reference(const int8_t* a, int64_t m, int64_t k, const int8_t* w, int64_t n, int32_t* c);

@@ -1,11 +1,19 @@
 #include "quant/int8_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/parallel.h"
 #include "quant/int8_ops.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define CRAYON_LUT_X86 1
+#define CRAYON_TARGET_VBMI __attribute__((target("avx512vbmi,avx512bw,avx512f")))
+#endif
 
 namespace crayon {
 
@@ -32,6 +40,34 @@ void check_grid(const std::string& where, const char* what, float scale, int32_t
 }
 
 int64_t pooled(int64_t size, int kernel, int stride, int pad) { return (size + 2 * pad - kernel) / stride + 1; }
+
+// A batch is split over threads only if each gets at least this many images.
+constexpr int64_t kMinImagesPerThread = 8;
+
+// The input table lookup with AVX-512 VBMI, 64 pixels at a time: vpermi2b looks bytes up in a
+// 128-entry table (two registers) by their low 7 bits; bit 7 picks between the two halves.
+// Only on the avx512vnni path (CRAYON_INT8_ISA=portable keeps every loop plain).
+bool vbmi_lookup_supported() {
+#ifdef CRAYON_LUT_X86
+  static const bool cpu = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw");
+  return cpu && int8_isa() == Int8Isa::avx512vnni;
+#else
+  return false;
+#endif
+}
+
+#ifdef CRAYON_LUT_X86
+CRAYON_TARGET_VBMI void lookup_vbmi(const uint8_t* in, int64_t n, const int8_t* lut, int8_t* out) {
+  const __m512i t0 = _mm512_loadu_si512(lut), t1 = _mm512_loadu_si512(lut + 64);
+  const __m512i t2 = _mm512_loadu_si512(lut + 128), t3 = _mm512_loadu_si512(lut + 192);
+  for (int64_t i = 0; i < n; i += 64) {
+    const __mmask64 valid = n - i >= 64 ? ~__mmask64(0) : (__mmask64(1) << (n - i)) - 1;
+    const __m512i idx = _mm512_maskz_loadu_epi8(valid, in + i);
+    const __m512i lo = _mm512_permutex2var_epi8(t0, idx, t1), hi = _mm512_permutex2var_epi8(t2, idx, t3);
+    _mm512_mask_storeu_epi8(out + i, valid, _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi));
+  }
+}
+#endif
 
 }  // namespace
 
@@ -144,25 +180,36 @@ int64_t Int8Model::num_classes() const {
 }
 
 Tensor Int8Model::quantize_images(const uint8_t* images, int64_t batch) const {
-  const int64_t plane = input_shape[1] * input_shape[2];
-  Tensor q = Tensor::empty({batch, input_shape[0], input_shape[1], input_shape[2]}, DType::i8);
+  const int64_t channels = input_shape[0], plane = input_shape[1] * input_shape[2];
+  Tensor q = Tensor::empty({batch, channels, input_shape[1], input_shape[2]}, DType::i8);
   int8_t* pq = q.data_as<int8_t>();
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t c = 0; c < input_shape[0]; ++c) {
-      const int8_t* lut = input_lut.data() + c * 256;
-      const int64_t at = (b * input_shape[0] + c) * plane;
-      for (int64_t i = 0; i < plane; ++i) pq[at + i] = lut[images[at + i]];
-    }
+  const bool vbmi = vbmi_lookup_supported();
+  parallel_for(
+      batch * channels,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t bc = begin; bc < end; ++bc) {
+          const int8_t* lut = input_lut.data() + (bc % channels) * 256;
+          const int64_t at = bc * plane;
+#ifdef CRAYON_LUT_X86
+          if (vbmi) {
+            lookup_vbmi(images + at, plane, lut, pq + at);
+            continue;
+          }
+#endif
+          for (int64_t i = 0; i < plane; ++i) pq[at + i] = lut[images[at + i]];
+        }
+      },
+      std::max<int64_t>(1, 4096 / plane));
   return q;
 }
 
-Tensor Int8Model::forward_raw(const Tensor& q, bool reference, std::vector<Tensor>* trace) const {
-  const Shape want{q.ndim() == 4 ? q.size(0) : -1, input_shape[0], input_shape[1], input_shape[2]};
-  if (q.dtype() != DType::i8 || q.shape() != want)
-    throw std::invalid_argument(str("int8 model: expected int8 input (B, ", input_shape[0], ", ", input_shape[1], ", ",
-                                    input_shape[2], "), got ", dtype_name(q.dtype()), " ", shape_str(q.shape())));
-  Tensor x = q;
-  for (const Int8Layer& l : layers) {
+namespace {
+
+// The layers one after the other on a batch, each kernel threading itself.
+Tensor run_layers(const Int8Model& m, Tensor x, bool reference, std::vector<Tensor>* trace) {
+  const std::vector<Int8Layer>& layers = m.layers;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Int8Layer& l = layers[i];
     const std::span<const int32_t> bias = has_weights(l) ? std::span<const int32_t>(l.bias.data_as<int32_t>(),
                                                                                      size_t(l.bias.numel()))
                                                          : std::span<const int32_t>();
@@ -173,8 +220,13 @@ Tensor Int8Model::forward_raw(const Tensor& q, bool reference, std::vector<Tenso
         x = avgpool2d_s8(x, l.in_zero_point, l.pool, l.pool_multiplier, l.out_zero_point);
         break;
       case Int8Layer::Op::conv2d:
-        x = reference ? conv2d_s8_reference(x, l.in_zero_point, l.weight, bias, l.conv, l.stage)
-                      : conv2d_s8(x, l.in_zero_point, l.packed, bias, l.conv, l.stage);
+        // A max pool right after is fused in (the same bytes, one pass less over the conv
+        // output), unless the trace wants that output.
+        if (!reference && !trace && i + 1 < layers.size() && layers[i + 1].op == Int8Layer::Op::maxpool2d)
+          x = conv2d_maxpool_s8(x, l.in_zero_point, l.packed, bias, l.conv, l.stage, layers[++i].pool);
+        else
+          x = reference ? conv2d_s8_reference(x, l.in_zero_point, l.weight, bias, l.conv, l.stage)
+                        : conv2d_s8(x, l.in_zero_point, l.packed, bias, l.conv, l.stage);
         break;
       case Int8Layer::Op::linear:
         if (l.logits)
@@ -188,6 +240,33 @@ Tensor Int8Model::forward_raw(const Tensor& q, bool reference, std::vector<Tenso
     if (trace) trace->push_back(x);
   }
   return x;
+}
+
+}  // namespace
+
+Tensor Int8Model::forward_raw(const Tensor& q, bool reference, std::vector<Tensor>* trace) const {
+  const Shape want{q.ndim() == 4 ? q.size(0) : -1, input_shape[0], input_shape[1], input_shape[2]};
+  if (q.dtype() != DType::i8 || q.shape() != want)
+    throw std::invalid_argument(str("int8 model: expected int8 input (B, ", input_shape[0], ", ", input_shape[1], ", ",
+                                    input_shape[2], "), got ", dtype_name(q.dtype()), " ", shape_str(q.shape())));
+  // Threads take whole slices of the batch through the whole network: one hand-off per batch
+  // instead of one per layer, and each thread's activations stay in its own cache. Every
+  // image is computed alone, so the split does not change a bit. Small batches, the oracle
+  // and traces go layer by layer, the kernels splitting each layer.
+  const int64_t B = q.size(0);
+  if (reference || trace || num_threads() < 2 || B < 2 * kMinImagesPerThread) return run_layers(*this, q, reference, trace);
+  std::vector<Tensor> outs(static_cast<size_t>(num_threads()));
+  const int parts = parallel_parts(B, [&](int part, int64_t begin, int64_t end) {
+    outs[size_t(part)] = run_layers(*this, q.slice(begin, end), false, nullptr);
+  });
+  Tensor y = Tensor::empty({B, outs[0].size(1)}, outs[0].dtype());
+  int64_t row = 0;
+  for (int part = 0; part < parts; ++part) {
+    const Tensor& o = outs[size_t(part)];
+    y.slice(row, row + o.size(0)).copy_from(o);
+    row += o.size(0);
+  }
+  return y;
 }
 
 Tensor Int8Model::forward(const Tensor& q, bool reference, std::vector<Tensor>* trace) const {

@@ -79,7 +79,9 @@ struct Int8Model {
 
   // q: (B, C, H, W) int8 on the input grid -> (B, classes) float logits. reference = true
   // runs the plain-loop kernels (quant/int8_ops.h), the oracle of the fast ones; trace, if
-  // given, receives every layer's output in order.
+  // given, receives every layer's output in order. The fast path gives each thread a slice of
+  // the batch through the whole network and fuses a conv with the max pool after it; the
+  // numbers are the same for any thread count (every image is computed alone).
   Tensor forward(const Tensor& q, bool reference = false, std::vector<Tensor>* trace = nullptr) const;
   // The last layer's raw output: int32 accumulators (logits layer) or int8 codes.
   Tensor forward_raw(const Tensor& q, bool reference = false, std::vector<Tensor>* trace = nullptr) const;

@@ -3,11 +3,16 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
 #include "core/check.h"
 #include "core/parallel.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace crayon {
 
@@ -46,15 +51,20 @@ struct Geom {
   int64_t B, C, H, W, OH, OW;
 };
 
-Geom pool_geom(const char* who, const Tensor& x, const Pool2dParams& p) {
-  check_input(who, x, 4, 0);
+// The pooled size of (B, C, H, W) planes.
+Geom pool_dims(const char* who, int64_t B, int64_t C, int64_t H, int64_t W, const Pool2dParams& p) {
   if (p.pad_h * 2 > p.kernel_h || p.pad_w * 2 > p.kernel_w)
     throw std::invalid_argument(str(who, ": padding (", p.pad_h, ", ", p.pad_w, ") must be at most half the kernel (",
                                     p.kernel_h, ", ", p.kernel_w, ")"));
-  Geom g{x.size(0), x.size(1), x.size(2), x.size(3), 0, 0};
+  Geom g{B, C, H, W, 0, 0};
   g.OH = window_out_size(g.H, p.kernel_h, p.stride_h, p.pad_h, str(who, " height").c_str());
   g.OW = window_out_size(g.W, p.kernel_w, p.stride_w, p.pad_w, str(who, " width").c_str());
   return g;
+}
+
+Geom pool_geom(const char* who, const Tensor& x, const Pool2dParams& p) {
+  check_input(who, x, 4, 0);
+  return pool_dims(who, x.size(0), x.size(1), x.size(2), x.size(3), p);
 }
 
 Geom conv_geom(const char* who, const Tensor& x, int32_t in_zero_point, const Shape& w, const Conv2dParams& p) {
@@ -68,34 +78,245 @@ Geom conv_geom(const char* who, const Tensor& x, int32_t in_zero_point, const Sh
   return g;
 }
 
-// Patch rows of one image for output pixels [p0, p0 + np): rows[i] = x[:, window of pixel
-// p0 + i] flattened as (c, kh, kw), the layout of the weight's (O, C*KH*KW) rows. Cells
-// outside the image get the input zero point, i.e. real 0.
-void im2row(const int8_t* x, const Geom& g, int KH, int KW, const Conv2dParams& p, int64_t p0, int64_t np,
-            int8_t pad, int8_t* rows) {
-  const int64_t K = g.C * KH * KW;
-  for (int64_t i = 0; i < np; ++i) {
-    const int64_t oh = (p0 + i) / g.OW, ow = (p0 + i) % g.OW;
-    const int64_t ih0 = oh * p.stride_h - p.pad_h, iw0 = ow * p.stride_w - p.pad_w;
-    const bool inside_w = iw0 >= 0 && iw0 + KW <= g.W;
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int kh = 0; kh < KH; ++kh) {
-        int8_t* dst = rows + i * K + (c * KH + kh) * KW;
-        const int64_t ih = ih0 + kh;
-        if (ih < 0 || ih >= g.H) {
-          std::memset(dst, pad, size_t(KW));
-          continue;
-        }
-        const int8_t* src = x + (c * g.H + ih) * g.W;
-        if (inside_w) {
-          std::memcpy(dst, src + iw0, size_t(KW));
-        } else {
-          for (int kw = 0; kw < KW; ++kw) {
-            const int64_t iw = iw0 + kw;
-            dst[kw] = iw >= 0 && iw < g.W ? src[iw] : pad;
+// Short runs (a LeNet row is 28 or 10 bytes) copied and filled inline: a libc call per run
+// costs more than the bytes. Fixed-size memcpy compiles to single moves; the tails overlap.
+inline void copy_short(int8_t* d, const int8_t* s, int64_t n) {
+  if (n >= 16) {
+    for (int64_t i = 0; i + 16 < n; i += 16) std::memcpy(d + i, s + i, 16);
+    std::memcpy(d + n - 16, s + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(d, s, 8);
+    std::memcpy(d + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(d, s, 4);
+    std::memcpy(d + n - 4, s + n - 4, 4);
+  } else {
+    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+  }
+}
+
+inline void fill_short(int8_t* d, int8_t v, int64_t n) {
+  if (n >= 16) {
+    for (int64_t i = 0; i + 16 < n; i += 16) std::memset(d + i, v, 16);
+    std::memset(d + n - 16, v, 16);
+  } else {
+    for (int64_t i = 0; i < n; ++i) d[i] = v;
+  }
+}
+
+// Patch columns of one image for output pixels [p0, p0 + np), the classic im2col layout:
+// rows[k][i] = entry k = (c, kh, kw) of the window of pixel p0 + i (the order of the
+// weight's (O, C*KH*KW) rows), row stride ld >= np. Cells outside the image, and columns
+// np..ld, get the input zero point, i.e. real 0. Each row is built in runs of one output row,
+// which for stride 1 are one contiguous copy between two fills.
+void im2col_rows(const int8_t* x, const Geom& g, int KH, int KW, const Conv2dParams& p, int64_t p0, int64_t np,
+                 int8_t pad, int64_t ld, int8_t* rows) {
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int kh = 0; kh < KH; ++kh)
+      for (int kw = 0; kw < KW; ++kw) {
+        int8_t* dst = rows + ((c * KH + kh) * KW + kw) * ld;
+        for (int64_t i = 0; i < np;) {
+          const int64_t oh = (p0 + i) / g.OW, ow0 = (p0 + i) % g.OW, n = std::min(g.OW - ow0, np - i);
+          const int64_t ih = oh * p.stride_h - p.pad_h + kh;
+          int8_t* d = dst + i;
+          i += n;
+          if (ih < 0 || ih >= g.H) {
+            fill_short(d, pad, n);
+            continue;
+          }
+          const int8_t* src = x + (c * g.H + ih) * g.W;
+          if (p.stride_w == 1) {  // iw = ow - pad_w + kw is inside for ow in [pad_w - kw, W + pad_w - kw)
+            const int64_t lo = std::clamp<int64_t>(p.pad_w - kw - ow0, 0, n);
+            const int64_t hi = std::clamp<int64_t>(g.W + p.pad_w - kw - ow0, lo, n);
+            fill_short(d, pad, lo);
+            copy_short(d + lo, src + ow0 + lo - p.pad_w + kw, hi - lo);
+            fill_short(d + hi, pad, n - hi);
+          } else {
+            for (int64_t j = 0; j < n; ++j) {
+              const int64_t iw = (ow0 + j) * p.stride_w - p.pad_w + kw;
+              d[j] = iw >= 0 && iw < g.W ? src[iw] : pad;
+            }
           }
         }
+        fill_short(dst + np, pad, ld - np);
       }
+}
+
+// One int8 convolution, cut into work items of whole output rows of one image. Stride 1
+// (LeNet's, most nets') reads the windows straight from a padded copy of the image: with the
+// pixels numbered p = oh * Wp + ow over the padded width Wp = W + 2 pad_w, entry (c, kh, kw)
+// of every window is the contiguous run image[c][kh][kw + p], so no im2col is needed; the
+// Wp - OW columns past each output row are computed and dropped. Other strides go through
+// im2col_rows. Either way pack_patches makes the 4-byte groups and gemm_s8_patches computes
+// O planes of pixels with the output stage fused.
+struct ConvPlan {
+  Geom g;
+  int KH, KW;
+  Conv2dParams p;
+  const PackedWeights& w;
+  const int32_t* bias;  // folded
+  const OutputStage& stage;
+  Int8Isa isa;
+  int8_t pad;        // the input zero point, real 0
+  bool direct;       // stride 1
+  int64_t Hp, Wp;    // the padded image (direct)
+  int64_t row_len;   // pixels per output row in the computed layout: Wp (direct) or OW
+
+  ConvPlan(const Geom& g_, const PackedWeights& w_, const int32_t* bias_, const Conv2dParams& p_,
+           const OutputStage& stage_, int32_t in_zero_point)
+      : g(g_), KH(int(w_.shape[2])), KW(int(w_.shape[3])), p(p_), w(w_), bias(bias_), stage(stage_),
+        isa(int8_isa()), pad(int8_t(in_zero_point)), direct(p_.stride_h == 1 && p_.stride_w == 1),
+        Hp(g_.H + 2 * p_.pad_h), Wp(g_.W + 2 * p_.pad_w), row_len(direct ? Wp : g_.OW) {}
+
+  // Pixels computed for n output rows: the last row stops at OW.
+  int64_t pixels(int64_t n) const { return (n - 1) * row_len + g.OW; }
+  // Output rows per work item: whole images unless their patches outgrow kScratchBytes.
+  int64_t rows_per_item() const {
+    const int64_t per_row = 4 * ((w.k + 3) / 4) * row_len;
+    return std::clamp<int64_t>(kScratchBytes / per_row, 1, g.OH);
+  }
+};
+
+// Scratch that grows and is never cleared: every byte read is written first.
+template <typename T>
+struct Buffer {
+  std::unique_ptr<T[]> data;
+  size_t size = 0;
+  T* get(int64_t n) {
+    if (size_t(n) > size) {
+      data.reset(new T[size_t(n)]);  // default-initialized: no memset per call
+      size = size_t(n);
+    }
+    return data.get();
+  }
+};
+
+// One thread's scratch for one convolution (one plan).
+struct ConvScratch {
+  Buffer<int8_t> image, rows, patches, out;
+  Buffer<int32_t> sums;
+  std::vector<const int8_t*> ptr;  // the rows pack_patches reads
+  const int8_t* ptr_base = nullptr;  // what ptr was computed for: buffer and first row
+  int64_t ptr_oh0 = -1;
+};
+
+// The patches of output rows [oh0, oh1) of image x, packed into s.patches. Returns their
+// pixel count, pixels(oh1 - oh0).
+int64_t patch_rows(const ConvPlan& c, const int8_t* x, int64_t oh0, int64_t oh1, ConvScratch& s) {
+  const Geom& g = c.g;
+  const int64_t K = c.w.k, np = c.pixels(oh1 - oh0), ldp = patch_stride(np);
+  s.ptr.resize(size_t(K));
+  if (c.direct) {
+    // The padded image, plus slack: the last window row is read ldp >= np bytes long, at most
+    // 31 past the image's last byte.
+    const int64_t plane = c.Hp * c.Wp;
+    int8_t* im = s.image.get(g.C * plane + 64);
+    for (int64_t ch = 0; ch < g.C; ++ch) {
+      int8_t* dst = im + ch * plane;
+      fill_short(dst, c.pad, c.p.pad_h * c.Wp);
+      for (int64_t ih = 0; ih < g.H; ++ih) {
+        int8_t* row = dst + (c.p.pad_h + ih) * c.Wp;
+        fill_short(row, c.pad, c.p.pad_w);
+        copy_short(row + c.p.pad_w, x + (ch * g.H + ih) * g.W, g.W);
+        fill_short(row + c.p.pad_w + g.W, c.pad, c.p.pad_w);
+      }
+      fill_short(dst + (c.p.pad_h + g.H) * c.Wp, c.pad, c.p.pad_h * c.Wp);
+    }
+    fill_short(im + g.C * plane, c.pad, 64);
+    if (s.ptr_base != im || s.ptr_oh0 != oh0)  // the same for every image of a batch
+      for (int64_t ch = 0, k = 0; ch < g.C; ++ch)
+        for (int kh = 0; kh < c.KH; ++kh)
+          for (int kw = 0; kw < c.KW; ++kw) s.ptr[size_t(k++)] = im + ch * plane + (oh0 + kh) * c.Wp + kw;
+    s.ptr_base = im;
+  } else {
+    int8_t* rows = s.rows.get(K * ldp);
+    im2col_rows(x, g, c.KH, c.KW, c.p, oh0 * g.OW, np, c.pad, ldp, rows);
+    for (int64_t k = 0; k < K; ++k) s.ptr[size_t(k)] = rows + k * ldp;
+    s.ptr_base = nullptr;
+  }
+  s.ptr_oh0 = oh0;
+  pack_patches(s.ptr.data(), K, np, c.isa, s.patches.get(patch_bytes(K, np)));
+  return np;
+}
+
+// Output rows [oh0, oh1) of image x: O planes of n = oh1 - oh0 rows, plane stride
+// pixels(n), row stride row_len (only the first OW of each row are outputs).
+const int8_t* conv_rows(const ConvPlan& c, const int8_t* x, int64_t oh0, int64_t oh1, ConvScratch& s) {
+  const int64_t np = patch_rows(c, x, oh0, oh1, s);
+  int8_t* out = s.out.get(c.w.n * np);
+  gemm_s8_patches(c.w, s.patches.data.get(), np, c.bias, c.stage, out, np, c.isa);
+  return out;
+}
+
+// Image x convolved and max pooled 2x2 / stride 2 into y (O, PH, PW), pooling the int32 sums
+// before the output stage (gemm_s8_patches_pairmax): for stride-1 convs whose padded width
+// Wp is even, so that pixel pairs (p, p + 1), p even, are the column pairs of a row.
+void conv_pool_2x2(const ConvPlan& c, const int8_t* x, int64_t PH, int64_t PW, ConvScratch& s, int8_t* y) {
+  const int64_t np = patch_rows(c, x, 0, c.g.OH, s), O = c.w.n, ld = (np + 1) / 2, half = c.Wp / 2;
+  int32_t* pairs = s.sums.get(O * ld);
+  gemm_s8_patches_pairmax(c.w, s.patches.data.get(), np, pairs, ld, c.isa);
+  requantize_max_rows(pairs, O, PH, PW, ld, half, c.w.k, c.bias, c.stage, y, c.isa);  // conv rows 2r, 2r + 1
+}
+
+#if defined(__SSE2__)
+// The max of two rows of 16 bytes, then of each pair of neighbours -> 8 bytes. SSE2 has only
+// an unsigned byte max, so bytes are flipped to x + 128 and back; pairs are split as 16-bit
+// halves.
+inline __m128i pair_max(__m128i a, __m128i b) {
+  const __m128i flip = _mm_set1_epi8(int8_t(0x80));
+  const __m128i v = _mm_max_epu8(_mm_xor_si128(a, flip), _mm_xor_si128(b, flip));
+  const __m128i m = _mm_max_epi16(_mm_and_si128(v, _mm_set1_epi16(0xFF)), _mm_srli_epi16(v, 8));
+  return _mm_xor_si128(_mm_packus_epi16(m, m), flip);
+}
+#endif
+
+// One output row of a 2x2, stride 2 max pool: n outputs from rows r0 and r1, in steps of 8 (16
+// input bytes) or 4; a short row's last step overlaps the one before.
+void maxpool2x2_row(const int8_t* r0, const int8_t* r1, int64_t n, int8_t* y) {
+  int64_t ow = 0;
+#if defined(__SSE2__)
+  if (n >= 8) {
+    for (;; ow += 8) {
+      ow = std::min(ow, n - 8);
+      const __m128i v = pair_max(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + 2 * ow)),
+                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + 2 * ow)));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(y + ow), v);
+      if (ow + 8 == n) return;
+    }
+  }
+  if (n >= 4) {
+    for (;; ow += 4) {
+      ow = std::min(ow, n - 4);
+      const __m128i v = pair_max(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0 + 2 * ow)),
+                                 _mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1 + 2 * ow)));
+      const int32_t four = _mm_cvtsi128_si32(v);
+      std::memcpy(y + ow, &four, 4);
+      if (ow + 4 == n) return;
+    }
+  }
+#endif
+  for (; ow < n; ++ow) y[ow] = std::max({r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]});
+}
+
+// Max pooling of one plane: x (H, W) with row stride ld -> y (OH, OW) contiguous. Padding
+// cells never win.
+void maxpool_plane(const int8_t* x, int64_t H, int64_t W, int64_t ld, const Pool2dParams& p, int64_t OH, int64_t OW,
+                   int8_t* y) {
+  if (p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 && p.pad_w == 0) {
+    for (int64_t oh = 0; oh < OH; ++oh) maxpool2x2_row(x + 2 * oh * ld, x + (2 * oh + 1) * ld, OW, y + oh * OW);
+    return;
+  }
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const int64_t ih0 = oh * p.stride_h - p.pad_h;
+    const int64_t h_lo = std::max<int64_t>(0, ih0), h_hi = std::min<int64_t>(H, ih0 + p.kernel_h);
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const int64_t iw0 = ow * p.stride_w - p.pad_w;
+      const int64_t w_lo = std::max<int64_t>(0, iw0), w_hi = std::min<int64_t>(W, iw0 + p.kernel_w);
+      int8_t best = -128;
+      for (int64_t ih = h_lo; ih < h_hi; ++ih)
+        for (int64_t iw = w_lo; iw < w_hi; ++iw) best = std::max(best, x[ih * ld + iw]);
+      y[oh * OW + ow] = best;
+    }
   }
 }
 
@@ -107,12 +328,8 @@ Tensor linear_s8_acc(const Tensor& x, int32_t in_zero_point, const PackedWeights
   if (x.size(1) != w.k)
     throw std::invalid_argument(str("linear_s8: input ", shape_str(x.shape()), " against weight (", w.n, ", ", w.k, ")"));
   const std::vector<int32_t> folded = fold_input_zero_point(bias, w, in_zero_point);
-  const int64_t B = x.size(0), N = w.n;
-  Tensor acc = Tensor::empty({B, N}, DType::i32);
-  int32_t* pa = acc.data_as<int32_t>();
-  gemm_s8(x.data_as<int8_t>(), B, w.k, w, pa);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t j = 0; j < N; ++j) pa[b * N + j] = saturate_i32(int64_t(pa[b * N + j]) + folded[size_t(j)]);
+  Tensor acc = Tensor::empty({x.size(0), w.n}, DType::i32);
+  gemm_s8_acc(x.data_as<int8_t>(), x.size(0), w.k, w, folded.data(), acc.data_as<int32_t>());
   return acc;
 }
 
@@ -120,9 +337,12 @@ Tensor linear_s8(const Tensor& x, int32_t in_zero_point, const PackedWeights& w,
                  const OutputStage& out) {
   // x: (B, K), w: (N, K) -> (B, N) int8
   check_stage("linear_s8", out, w.n);
-  const Tensor acc = linear_s8_acc(x, in_zero_point, w, bias);
-  Tensor y = Tensor::empty(acc.shape(), DType::i8);
-  requantize(acc.data_as<int32_t>(), acc.size(0), w.n, nullptr, out, y.data_as<int8_t>(), false);
+  check_input("linear_s8", x, 2, in_zero_point);
+  if (x.size(1) != w.k)
+    throw std::invalid_argument(str("linear_s8: input ", shape_str(x.shape()), " against weight (", w.n, ", ", w.k, ")"));
+  const std::vector<int32_t> folded = fold_input_zero_point(bias, w, in_zero_point);
+  Tensor y = Tensor::empty({x.size(0), w.n}, DType::i8);
+  gemm_s8_requant(x.data_as<int8_t>(), x.size(0), w.k, w, folded.data(), out, y.data_as<int8_t>());
   return y;
 }
 
@@ -132,24 +352,58 @@ Tensor conv2d_s8(const Tensor& x, int32_t in_zero_point, const PackedWeights& w,
   const Geom g = conv_geom("conv2d_s8", x, in_zero_point, w.shape, p);
   check_stage("conv2d_s8", out, w.n);
   const std::vector<int32_t> folded = fold_input_zero_point(bias, w, in_zero_point);
-  const int KH = int(w.shape[2]), KW = int(w.shape[3]);
-  const int64_t O = w.n, K = w.k, P = g.OH * g.OW;
+  const ConvPlan plan(g, w, folded.data(), p, out, in_zero_point);
+  const int64_t O = w.n, P = g.OH * g.OW;
   Tensor y = Tensor::empty({g.B, O, g.OH, g.OW}, DType::i8);
-  // Work items are chunks of one image's pixels: small enough that patches (chunk x K) and
-  // accumulators (chunk x O) stay within kScratchBytes each, and at least one per thread.
-  int64_t chunk = std::min({P, std::max<int64_t>(1, kScratchBytes / K), std::max<int64_t>(1, kScratchBytes / (4 * O))});
-  if (g.B < num_threads()) chunk = std::min(chunk, std::max<int64_t>(1, (g.B * P + num_threads() - 1) / num_threads()));
-  const int64_t per_image = (P + chunk - 1) / chunk;
+  // Work items: rows_per_item output rows of one image, and at least one item per thread.
+  int64_t rows = plan.rows_per_item();
+  if (g.B < num_threads()) rows = std::min(rows, std::max<int64_t>(1, g.B * g.OH / num_threads()));
+  const int64_t per_image = (g.OH + rows - 1) / rows;
   const int8_t* px = x.data_as<int8_t>();
   int8_t* py = y.data_as<int8_t>();
   parallel_parts(g.B * per_image, [&](int, int64_t begin, int64_t end) {
-    std::vector<int8_t> rows(size_t(chunk * K));
-    std::vector<int32_t> acc(size_t(chunk * O));
+    ConvScratch s;
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t b = t / per_image, p0 = (t % per_image) * chunk, np = std::min(chunk, P - p0);
-      im2row(px + b * g.C * g.H * g.W, g, KH, KW, p, p0, np, int8_t(in_zero_point), rows.data());
-      gemm_s8(rows.data(), np, K, w, acc.data());  // nested inside a part: runs on this thread
-      requantize(acc.data(), np, O, folded.data(), out, py + b * O * P + p0, /*transpose=*/true, /*ld_out=*/P);
+      const int64_t b = t / per_image, oh0 = (t % per_image) * rows, oh1 = std::min(g.OH, oh0 + rows);
+      const int8_t* planes = conv_rows(plan, px + b * g.C * g.H * g.W, oh0, oh1, s);
+      const int64_t ld_plane = plan.pixels(oh1 - oh0);
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t oh = oh0; oh < oh1; ++oh)
+          copy_short(py + (b * O + o) * P + oh * g.OW, planes + o * ld_plane + (oh - oh0) * plan.row_len, g.OW);
+    }
+  });
+  return y;
+}
+
+Tensor conv2d_maxpool_s8(const Tensor& x, int32_t in_zero_point, const PackedWeights& w, std::span<const int32_t> bias,
+                         const Conv2dParams& p, const OutputStage& out, const Pool2dParams& pool) {
+  // x: (B, C, H, W), w: (O, C, KH, KW) -> conv (B, O, OH, OW) -> pooled (B, O, PH, PW)
+  const Geom g = conv_geom("conv2d_maxpool_s8", x, in_zero_point, w.shape, p);
+  check_stage("conv2d_maxpool_s8", out, w.n);
+  const Geom pg = pool_dims("conv2d_maxpool_s8", g.B, w.n, g.OH, g.OW, pool);
+  // Fewer images than threads: the unfused pair splits each image's rows between threads.
+  if (g.B < num_threads()) return maxpool2d_s8(conv2d_s8(x, in_zero_point, w, bias, p, out), pool);
+  const std::vector<int32_t> folded = fold_input_zero_point(bias, w, in_zero_point);
+  const ConvPlan plan(g, w, folded.data(), p, out, in_zero_point);
+  const int64_t O = w.n, PP = pg.OH * pg.OW;
+  Tensor y = Tensor::empty({g.B, O, pg.OH, pg.OW}, DType::i8);
+  const int8_t* px = x.data_as<int8_t>();
+  int8_t* py = y.data_as<int8_t>();
+  const bool pool_first =
+      plan.direct && plan.Wp % 2 == 0 && pool.kernel_h == 2 && pool.kernel_w == 2 && pool.stride_h == 2 &&
+      pool.stride_w == 2 && pool.pad_h == 0 && pool.pad_w == 0 &&
+      std::all_of(out.multiplier.begin(), out.multiplier.end(), [](FixedPointMultiplier m) { return m.multiplier >= 0; });
+  parallel_parts(g.B, [&](int, int64_t begin, int64_t end) {  // whole images: every window inside
+    ConvScratch s;
+    for (int64_t b = begin; b < end; ++b) {
+      if (pool_first) {
+        conv_pool_2x2(plan, px + b * g.C * g.H * g.W, pg.OH, pg.OW, s, py + b * O * PP);
+        continue;
+      }
+      const int8_t* planes = conv_rows(plan, px + b * g.C * g.H * g.W, 0, g.OH, s);
+      for (int64_t o = 0; o < O; ++o)
+        maxpool_plane(planes + o * plan.pixels(g.OH), g.OH, g.OW, plan.row_len, pool, pg.OH, pg.OW,
+                      py + (b * O + o) * PP);
     }
   });
   return y;
@@ -162,21 +416,8 @@ Tensor maxpool2d_s8(const Tensor& x, const Pool2dParams& p) {
   const int8_t* px = x.data_as<int8_t>();
   int8_t* py = y.data_as<int8_t>();
   parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
-    for (int64_t bc = bc0; bc < bc1; ++bc) {
-      const int8_t* plane = px + bc * g.H * g.W;
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
-        const int64_t ih0 = oh * p.stride_h - p.pad_h;
-        const int64_t h_lo = std::max<int64_t>(0, ih0), h_hi = std::min<int64_t>(g.H, ih0 + p.kernel_h);
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const int64_t iw0 = ow * p.stride_w - p.pad_w;
-          const int64_t w_lo = std::max<int64_t>(0, iw0), w_hi = std::min<int64_t>(g.W, iw0 + p.kernel_w);
-          int8_t best = -128;
-          for (int64_t ih = h_lo; ih < h_hi; ++ih)
-            for (int64_t iw = w_lo; iw < w_hi; ++iw) best = std::max(best, plane[ih * g.W + iw]);
-          py[(bc * g.OH + oh) * g.OW + ow] = best;
-        }
-      }
-    }
+    for (int64_t bc = bc0; bc < bc1; ++bc)
+      maxpool_plane(px + bc * g.H * g.W, g.H, g.W, g.W, p, g.OH, g.OW, py + bc * g.OH * g.OW);
   });
   return y;
 }

@@ -28,10 +28,19 @@ Tensor linear_s8(const Tensor& x, int32_t in_zero_point, const PackedWeights& w,
 Tensor linear_s8_acc(const Tensor& x, int32_t in_zero_point, const PackedWeights& w, std::span<const int32_t> bias);
 
 // x: (B, C, H, W) int8, w: packed from (O, C, KH, KW), bias: (O,) or empty -> (B, O, OH, OW)
-// int8. im2col into (pixels, C*KH*KW) rows, gemm_s8, requantize back to NCHW; threads over
-// images and pixel chunks; scratch per thread <= 256 KiB of patches + 256 KiB of int32 sums.
+// int8. Computed as channels x pixels (gemm_s8_patches), so each output plane comes out whole
+// with the output stage fused: stride 1 reads the windows in place from a padded copy of the
+// image (no im2col), other strides go through im2col. Threads over images and runs of output
+// rows; patches per thread stay near 256 KiB.
 Tensor conv2d_s8(const Tensor& x, int32_t in_zero_point, const PackedWeights& w, std::span<const int32_t> bias,
                  const Conv2dParams& p, const OutputStage& out);
+
+// maxpool2d_s8(conv2d_s8(x, ...), pool), bit for bit, without the convolution's output
+// tensor: each image's conv planes are pooled while they are in cache (Int8Model runs a conv
+// followed by a max pool this way). A 2x2 stride-2 pool after a stride-1 conv pools the int32
+// sums before the output stage (gemm_s8_patches_pairmax), which then runs on a quarter of them.
+Tensor conv2d_maxpool_s8(const Tensor& x, int32_t in_zero_point, const PackedWeights& w, std::span<const int32_t> bias,
+                         const Conv2dParams& p, const OutputStage& out, const Pool2dParams& pool);
 
 // x: (B, C, H, W) int8 -> (B, C, OH, OW) int8 on the same grid: max commutes with the
 // monotone map q -> s * (q - z), so it is exact. Padding cells never win (padding at most

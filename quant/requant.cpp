@@ -42,12 +42,9 @@ void requantize(const int32_t* acc, int64_t rows, int64_t n, const int32_t* bias
     throw std::invalid_argument(str("requantize: output zero point ", out_zero_point, " outside [-128, 127]"));
   if (ld_out == 0) ld_out = transpose ? rows : n;
   for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      int64_t v = int64_t(acc[i * n + j]) + (bias ? bias[j] : 0);
-      v = std::clamp<int64_t>(v, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
-      v = out_zero_point + int64_t(multiply_by_quantized_multiplier(int32_t(v), mult[j]));
-      out[transpose ? j * ld_out + i : i * ld_out + j] = int8_t(std::clamp<int64_t>(v, act_min, act_max));
-    }
+    for (int64_t j = 0; j < n; ++j)
+      out[transpose ? j * ld_out + i : i * ld_out + j] =
+          requantize_value(acc[i * n + j], bias ? bias[j] : 0, mult[j], out_zero_point, act_min, act_max);
 }
 
 std::vector<int32_t> fold_input_zero_point(std::span<const int32_t> bias, const PackedWeights& w,

@@ -75,6 +75,17 @@ inline int32_t multiply_by_quantized_multiplier(int32_t x, FixedPointMultiplier 
   return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(int32_t(shifted), m.multiplier), right);
 }
 
+// One element of requantize() below: clamp(z_out + mbqm(sat32(acc + bias), m), act_min, act_max).
+inline int8_t requantize_value(int32_t acc, int32_t bias, FixedPointMultiplier m, int32_t zero_point,
+                               int32_t act_min, int32_t act_max) {
+  const int64_t sum = int64_t(acc) + int64_t(bias);
+  const int32_t x = sum > std::numeric_limits<int32_t>::max() ? std::numeric_limits<int32_t>::max()
+                  : sum < std::numeric_limits<int32_t>::min() ? std::numeric_limits<int32_t>::min()
+                                                              : int32_t(sum);
+  const int64_t v = int64_t(zero_point) + int64_t(multiply_by_quantized_multiplier(x, m));
+  return int8_t(v < act_min ? act_min : v > act_max ? act_max : v);
+}
+
 // The output stage of one integer layer (gemmlowp public/output_stages.h: scale by a
 // fixed-point multiplier, add the zero point, clamp), per output channel.
 struct OutputStage {

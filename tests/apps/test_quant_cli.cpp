@@ -58,14 +58,15 @@ TEST_CASE("train --qat: a run interrupted before and after the switch to QAT res
   TempDir dir;
   TrainRun full = small_run(dir / "full.h5", "conv(4,3,pad=1)-bn-relu-maxpool(2)-flatten-linear(10)");
   full.config.epochs = 3;
-  full.config.train_limit = 1500;
+  full.config.train_limit = 640;  // 10 steps per epoch
+  full.config.test_limit = 200;
   full.config.qat_start_epoch = 1;
-  QatConfig q = parse_qat_config("weight_bits=6,act_bits=8,rounding=stochastic,warmup=40");
+  QatConfig q = parse_qat_config("weight_bits=6,act_bits=8,rounding=stochastic,warmup=15");
   full.config.qat = describe(q);
   full.config.update_bits = 16;
   full.config.update_rounding = "stochastic";
   const auto records = run_training(full);
-  CHECK(records.back().test_acc > 0.6);
+  CHECK(records.back().test_acc > 0.3);  // learning (chance is 0.1); the point is the resume
   LoadedCheckpoint end = load_checkpoint(full.out);
   CHECK(end.quantized);
   CHECK(end.model->spec().find("bn") == std::string::npos);  // folded at the switch

@@ -1,17 +1,23 @@
 // The int8 engine's integer kernels (quant/int8_gemm.h, quant/requant.h, quant/int8_ops.h):
 // every GEMM path equals the triple loop exactly, the fixed-point output stage is within one
-// LSB of float64 math (gemmlowp's standard), conv equals its direct seven-loop oracle.
+// LSB of float64 math (gemmlowp's standard), conv equals its direct seven-loop oracle. The
+// fused kernels (output stage inside the GEMM tiles, conv as channels x pixels, conv + max
+// pool, the batch split of Int8Model) equal the plain steps they replace bit for bit, on
+// every kernel path, including the output stage's rare corners (left shifts, saturation).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "quant/int8_gemm.h"
+#include "quant/int8_model.h"
 #include "quant/int8_ops.h"
 #include "quant/requant.h"
 
@@ -71,6 +77,41 @@ void check_gemm_case(Rng& rng, int64_t m, int64_t k, int64_t n) {
     INFO("path ", int8_isa_name(isa), ", m ", m, ", k ", k, ", n ", n);
     CHECK(got == want);
   }
+}
+
+// A random output stage for n channels. Ordinary multipliers (2^-14 .. 2^-4) unless corners:
+// then also multipliers >= 1 (a left shift that can saturate), the shifts at their ends
+// (-31 and a zero multiplier), INT32_MIN (the SRDHM saturation), and biases within `margin`
+// of the int32 ends (acc + bias saturates for small margins).
+struct RandomStage {
+  OutputStage stage;
+  std::vector<int32_t> bias;
+};
+
+RandomStage random_stage(Rng& rng, int64_t n, bool corners, int32_t margin = 5000) {
+  RandomStage r;
+  const int32_t z = int32_t(pick(rng, -128, 127));
+  const int32_t lo = int32_t(pick(rng, -128, 127)), hi = int32_t(pick(rng, lo, 127));
+  r.stage.zero_point = z;
+  r.stage.act_min = rng.below(3) == 0 ? -128 : lo;
+  r.stage.act_max = std::max(r.stage.act_min, rng.below(3) == 0 ? 127 : hi);
+  for (int64_t j = 0; j < n; ++j) {
+    FixedPointMultiplier m = quantize_multiplier(std::ldexp(1.0 + rng.uniform(), -int(pick(rng, 4, 14))));
+    int32_t b = int32_t(pick(rng, -30000, 30000));
+    if (corners) {
+      switch (rng.below(7)) {
+        case 0: m = quantize_multiplier(std::ldexp(1.0 + rng.uniform(), int(pick(rng, 0, 12)))); break;
+        case 1: m = {int32_t(pick(rng, 1 << 30, kI32Max)), -31}; break;
+        case 2: m = {0, 0}; break;
+        case 3: m = {kI32Min, int(pick(rng, -3, 2))}; break;
+        case 4: b = rng.below(2) ? kI32Max - int32_t(pick(rng, 0, margin)) : kI32Min + int32_t(pick(rng, 0, margin)); break;
+        default: break;
+      }
+    }
+    r.stage.multiplier.push_back(m);
+    r.bias.push_back(b);
+  }
+  return r;
 }
 
 }  // namespace
@@ -432,4 +473,290 @@ TEST_CASE("avgpool2d_s8: a constant input keeps its value and outputs are within
         const double want = std::clamp(z_out + std::round(sum / area / s_out), -128.0, 127.0);
         CHECK(std::fabs(y.data_as<int8_t>()[(bc * OH + oh) * OW + ow] - want) <= 1);
       }
+}
+
+TEST_CASE("gemm_s8_acc and gemm_s8_requant: the fused output stage equals requantize() of the exact sums") {
+  Restore restore;
+  Rng rng(12);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int64_t m = pick(rng, 1, 70), k = pick(rng, 1, 90), n = pick(rng, 1, 70);
+    const auto a = random_i8(rng, m * k, -128, 127), w = random_i8(rng, n * k, -127, 127);
+    const RandomStage r = random_stage(rng, n, trial % 2 == 1);
+    std::vector<int32_t> sums(size_t(m * n)), want_acc(size_t(m * n));
+    std::vector<int8_t> want(size_t(m * n));
+    gemm_s8_reference(a.data(), m, k, w.data(), n, sums.data());
+    for (size_t i = 0; i < sums.size(); ++i)
+      want_acc[i] = int32_t(std::clamp<int64_t>(int64_t(sums[i]) + r.bias[i % size_t(n)], kI32Min, kI32Max));
+    requantize(sums.data(), m, n, r.bias.data(), r.stage, want.data(), false);
+    const PackedWeights packed = pack_weights(w.data(), n, k);
+    for (Int8Isa isa : supported_isas()) {
+      set_num_threads(1 + trial % 2);
+      std::vector<int32_t> acc(size_t(m * n), -1);
+      std::vector<int8_t> y(size_t(m * n), 0);
+      gemm_s8_acc(a.data(), m, k, packed, r.bias.data(), acc.data(), isa);
+      gemm_s8_requant(a.data(), m, k, packed, r.bias.data(), r.stage, y.data(), isa);
+      INFO("path ", std::string(int8_isa_name(isa)), ", m ", m, ", k ", k, ", n ", n, ", corners ", trial % 2);
+      CHECK(acc == want_acc);
+      CHECK(y == want);
+    }
+  }
+}
+
+TEST_CASE("gemm_s8_patches: channels x pixels from packed patches equals requantize() of the transposed product, and pairs their max") {
+  Rng rng(13);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int64_t np = pick(rng, 1, 100), k = pick(rng, 1, 60), n = pick(rng, 1, 45);
+    // Rows scattered through one buffer at arbitrary offsets, each readable patch_stride(np)
+    // bytes: pack_patches reads through the pointers only.
+    const int64_t ldp = patch_stride(np);
+    const auto pool = random_i8(rng, (k + 1) * ldp + 64, -128, 127);
+    std::vector<const int8_t*> rows(static_cast<size_t>(k));
+    for (auto& r : rows) r = pool.data() + pick(rng, 0, k * ldp + 63);
+    std::vector<int8_t> a(size_t(np * k));  // (np, k): pixel p's window
+    for (int64_t p = 0; p < np; ++p)
+      for (int64_t kk = 0; kk < k; ++kk) a[size_t(p * k + kk)] = rows[size_t(kk)][p];
+    const auto w = random_i8(rng, n * k, -127, 127);
+    const RandomStage r = random_stage(rng, n, trial % 2 == 1);
+    std::vector<int32_t> sums(size_t(np * n));
+    std::vector<int8_t> want(size_t(n * np));
+    gemm_s8_reference(a.data(), np, k, w.data(), n, sums.data());
+    requantize(sums.data(), np, n, r.bias.data(), r.stage, want.data(), /*transpose=*/true);
+    const PackedWeights packed = pack_weights(w.data(), n, k);
+    for (Int8Isa isa : supported_isas()) {
+      std::vector<int8_t> patches(size_t(patch_bytes(k, np)));
+      pack_patches(rows.data(), k, np, isa, patches.data());
+      const int64_t ldy = np + pick(rng, 0, 5);
+      std::vector<int8_t> y(size_t(n * ldy), 99);
+      gemm_s8_patches(packed, patches.data(), np, r.bias.data(), r.stage, y.data(), ldy, isa);
+      INFO("path ", std::string(int8_isa_name(isa)), ", np ", np, ", k ", k, ", n ", n, ", corners ", trial % 2);
+      bool same = true, untouched = true;
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t p = 0; p < ldy; ++p) {
+          if (p < np) same = same && y[size_t(j * ldy + p)] == want[size_t(j * np + p)];
+          else untouched = untouched && y[size_t(j * ldy + p)] == 99;  // the row stride's gap stays
+        }
+      CHECK(same);
+      CHECK(untouched);
+      // Pairs of neighbouring pixels, max of the exact sums (the last pair of an odd np is
+      // half outside and unspecified).
+      const int64_t ld = (np + 1) / 2 + pick(rng, 0, 3);
+      std::vector<int32_t> pairs(size_t(n * ld), -7);
+      gemm_s8_patches_pairmax(packed, patches.data(), np, pairs.data(), ld, isa);
+      bool pair_max = true;
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t p = 0; p + 1 < np; p += 2)
+          pair_max = pair_max && pairs[size_t(j * ld + p / 2)] ==
+                                     std::max(sums[size_t(p * n + j)], sums[size_t((p + 1) * n + j)]);
+      CHECK(pair_max);
+    }
+  }
+}
+
+TEST_CASE("gemm_s8_patches_pairmax: pairs compare exact sums, also where the VNNI path's raw sums wrap") {
+  // x + 128 = 255 against w = 127 over k = 70000: the raw vpdpbusd sum 255 * 127 * k passes
+  // 2^31 and wraps, while pixel 1's (228 * 127 * k) does not; the exact sums (127 and 100 times
+  // 127 * k) fit, and pixel 0's is the larger.
+  const int64_t k = 70000, np = 2;
+  const std::vector<int8_t> w(size_t(k), 127);
+  std::vector<int8_t> rows_data(size_t(k * patch_stride(np)));
+  std::vector<const int8_t*> rows(static_cast<size_t>(k));
+  for (int64_t kk = 0; kk < k; ++kk) {
+    int8_t* r = rows_data.data() + kk * patch_stride(np);
+    std::fill(r, r + patch_stride(np), int8_t(0));
+    r[0] = 127;
+    r[1] = 100;
+    rows[size_t(kk)] = r;
+  }
+  const PackedWeights packed = pack_weights(w.data(), 1, k);
+  for (Int8Isa isa : supported_isas()) {
+    std::vector<int8_t> patches(size_t(patch_bytes(k, np)));
+    pack_patches(rows.data(), k, np, isa, patches.data());
+    int32_t pair = 0;
+    gemm_s8_patches_pairmax(packed, patches.data(), np, &pair, 1, isa);
+    INFO("path ", std::string(int8_isa_name(isa)));
+    CHECK(int64_t(pair) == int64_t(127) * 127 * k);
+  }
+}
+
+TEST_CASE("requantize_max_rows: the max of two rows through requantize_value, corners included") {
+  Rng rng(17);
+  for (int trial = 0; trial < 100; ++trial) {
+    const int64_t n = pick(rng, 1, 40), rows = pick(rng, 1, 6), len = pick(rng, 1, 40);
+    const int64_t ld_row = len + pick(rng, 0, 3), lda = 2 * rows * ld_row + pick(rng, 0, 3);
+    const RandomStage r = random_stage(rng, n, trial % 2 == 1);
+    // Either sums of k products (|acc| <= 128 * 127 * k, as the kernel is told) or any int32.
+    const bool big = trial % 4 < 2;
+    const int64_t k = pick(rng, 1, 200);
+    const int64_t bound = 128 * 127 * k;
+    std::vector<int32_t> acc(size_t(n * lda));
+    for (auto& v : acc)
+      v = big ? (rng.below(10) == 0 ? (rng.below(2) ? kI32Max : kI32Min) : int32_t(pick(rng, -3000000, 3000000)))
+              : int32_t(rng.below(8) == 0 ? (rng.below(2) ? bound : -bound) : pick(rng, -bound, bound));
+    std::vector<int8_t> want(size_t(n * rows * len));
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t q = 0; q < rows; ++q)
+        for (int64_t i = 0; i < len; ++i) {
+          const int32_t* a = acc.data() + j * lda + 2 * q * ld_row + i;
+          want[size_t((j * rows + q) * len + i)] =
+              requantize_value(std::max(a[0], a[ld_row]), r.bias[size_t(j)], r.stage.multiplier[size_t(j)],
+                               r.stage.zero_point, r.stage.act_min, r.stage.act_max);
+        }
+    for (Int8Isa isa : supported_isas()) {
+      std::vector<int8_t> y(size_t(n * rows * len));
+      requantize_max_rows(acc.data(), n, rows, len, lda, ld_row, big ? -1 : k, r.bias.data(), r.stage, y.data(), isa);
+      INFO("path ", std::string(int8_isa_name(isa)), ", n ", n, ", rows ", rows, ", len ", len, ", corners ", trial % 2,
+           ", k ", (big ? -1 : k));
+      CHECK(y == want);
+    }
+  }
+  // requantize_value is requantize()'s element.
+  const RandomStage r = random_stage(rng, 3, true);
+  const std::vector<int32_t> acc = {kI32Max, -5, 123456, kI32Min, 0, 777};
+  std::vector<int8_t> want(6);
+  requantize(acc.data(), 2, 3, r.bias.data(), r.stage, want.data(), false);
+  for (size_t i = 0; i < 6; ++i)
+    CHECK(want[i] == requantize_value(acc[i], r.bias[i % 3], r.stage.multiplier[i % 3], r.stage.zero_point,
+                                      r.stage.act_min, r.stage.act_max));
+}
+
+TEST_CASE("conv2d_s8 and conv2d_maxpool_s8: every kernel path equals the reference conv, then the plain max pool") {
+  Restore restore;
+  Rng rng(14);
+  auto run = [&](int64_t B, int64_t C, int64_t H, int64_t W, int64_t O, int KH, int KW, const Conv2dParams& p,
+                 const Pool2dParams& pool) {
+    const int32_t z_in = int32_t(pick(rng, -128, 127));
+    const Tensor x = tensor_i8({B, C, H, W}, random_i8(rng, B * C * H * W, -128, 127));
+    const Tensor w = tensor_i8({O, C, KH, KW}, random_i8(rng, O * C * KH * KW, -127, 127));
+    const RandomStage r = random_stage(rng, O, rng.below(4) == 0, 1 << 24);  // room for folding z_in
+    const Tensor want = conv2d_s8_reference(x, z_in, w, r.bias, p, r.stage);
+    const int64_t OH = want.size(2), OW = want.size(3);
+    const bool poolable = OH + 2 * pool.pad_h >= pool.kernel_h && OW + 2 * pool.pad_w >= pool.kernel_w;
+    const Tensor want_pooled = poolable ? maxpool2d_s8(want, pool) : Tensor();
+    const PackedWeights packed = pack_weights(w);
+    for (Int8Isa isa : supported_isas())
+      for (int threads : {1, 2}) {
+        set_int8_isa(isa);
+        set_num_threads(threads);
+        INFO("x ", shape_str(x.shape()), ", w ", shape_str(w.shape()), ", stride ", p.stride_h, "x", p.stride_w,
+             ", pad ", p.pad_h, "x", p.pad_w, ", pool ", pool.kernel_h, "x", pool.kernel_w, " stride ", pool.stride_h,
+             "x", pool.stride_w, " pad ", pool.pad_h, "x", pool.pad_w, ", path ", std::string(int8_isa_name(isa)), ", threads ",
+             threads);
+        const Tensor y = conv2d_s8(x, z_in, packed, r.bias, p, r.stage);
+        REQUIRE(y.shape() == want.shape());
+        CHECK(std::equal(y.data_as<int8_t>(), y.data_as<int8_t>() + y.numel(), want.data_as<int8_t>()));
+        if (!poolable) continue;
+        const Tensor yp = conv2d_maxpool_s8(x, z_in, packed, r.bias, p, r.stage, pool);
+        REQUIRE(yp.shape() == want_pooled.shape());
+        CHECK(std::equal(yp.data_as<int8_t>(), yp.data_as<int8_t>() + yp.numel(), want_pooled.data_as<int8_t>()));
+      }
+  };
+  for (int trial = 0; trial < 50; ++trial) {
+    Conv2dParams p;
+    p.stride_h = int(pick(rng, 1, 3)) == 3 ? 2 : 1;  // stride 1 (read in place) two times in three
+    p.stride_w = rng.below(3) == 0 ? 2 : p.stride_h;
+    p.pad_h = int(pick(rng, 0, 2));
+    p.pad_w = int(pick(rng, 0, 2));
+    Pool2dParams pool;  // 2x2 stride 2 (the fast path) half the time
+    if (rng.below(2)) {
+      pool.kernel_h = int(pick(rng, 1, 3));
+      pool.kernel_w = int(pick(rng, 1, 3));
+      pool.stride_h = int(pick(rng, 1, 3));
+      pool.stride_w = int(pick(rng, 1, 3));
+      pool.pad_h = int(pick(rng, 0, pool.kernel_h / 2));
+      pool.pad_w = int(pick(rng, 0, pool.kernel_w / 2));
+    }
+    const int KH = int(pick(rng, 1, 5)), KW = int(pick(rng, 1, 5));
+    const int64_t H = pick(rng, std::max<int64_t>(1, KH - 2 * p.pad_h), 20);
+    const int64_t W = pick(rng, std::max<int64_t>(1, KW - 2 * p.pad_w), 40);
+    run(pick(rng, 1, 5), pick(rng, 1, 6), H, W, pick(rng, 1, 40), KH, KW, p, pool);
+  }
+  // LeNet's two layers, and one big enough to be cut into several row chunks per image.
+  run(4, 1, 28, 28, 6, 5, 5, Conv2dParams{1, 1, 2, 2}, Pool2dParams{});
+  run(4, 6, 14, 14, 16, 5, 5, Conv2dParams{}, Pool2dParams{});
+  run(2, 64, 30, 30, 35, 3, 3, Conv2dParams{1, 1, 1, 1}, Pool2dParams{});
+  run(2, 48, 31, 23, 20, 3, 3, Conv2dParams{2, 1, 0, 2}, Pool2dParams{});
+}
+
+TEST_CASE("maxpool2d_s8: the 2x2 stride-2 fast path equals the window maximum on wide and odd planes") {
+  Rng rng(15);
+  for (int64_t W : {2, 3, 7, 8, 9, 10, 15, 16, 17, 28, 31, 33, 64, 100})
+    for (int64_t H : {2, 3, 5}) {
+      const int64_t B = 2, C = 3;
+      const auto xv = random_i8(rng, B * C * H * W, -128, 127);
+      const Tensor y = maxpool2d_s8(tensor_i8({B, C, H, W}, xv), Pool2dParams{});
+      const int64_t OH = H / 2, OW = W / 2;
+      REQUIRE(y.shape() == Shape{B, C, OH, OW});
+      bool same = true;
+      for (int64_t bc = 0; bc < B * C; ++bc)
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const int8_t* r0 = xv.data() + (bc * H + 2 * oh) * W + 2 * ow;
+            const int8_t best = std::max({r0[0], r0[1], r0[W], r0[W + 1]});
+            same = same && y.data_as<int8_t>()[(bc * OH + oh) * OW + ow] == best;
+          }
+      INFO("H ", H, ", W ", W);
+      CHECK(same);
+    }
+}
+
+TEST_CASE("Int8Model: quantize_images is the table lookup, and forward_raw is the same for any thread count") {
+  Restore restore;
+  Rng rng(16);
+  // conv -> relu6-like clamp -> maxpool -> flatten -> linear -> logits, built by hand.
+  Int8Model m;
+  m.input_shape = {2, 12, 10};
+  m.input_scale = 0.02f;
+  m.input_zero_point = -3;
+  m.input_mean = {0.5f, 0.5f};
+  m.input_std = {0.25f, 0.25f};
+  m.input_lut = random_i8(rng, 2 * 256, -128, 127);
+  Int8Layer conv;
+  conv.op = Int8Layer::Op::conv2d;
+  conv.weight = tensor_i8({5, 2, 3, 3}, random_i8(rng, 5 * 2 * 9, -127, 127));
+  conv.weight_scale.assign(5, 0.01f);
+  conv.bias = Tensor::from_i32({5}, std::vector<int32_t>{100, -50, 0, 7, -300});
+  conv.conv = Conv2dParams{1, 1, 1, 1};
+  conv.in_scale = m.input_scale;
+  conv.in_zero_point = m.input_zero_point;
+  conv.out_scale = 0.05f;
+  conv.out_zero_point = -10;
+  conv.act_min = -10;
+  conv.act_max = 110;
+  Int8Layer pool;
+  pool.op = Int8Layer::Op::maxpool2d;
+  Int8Layer flatten;
+  flatten.op = Int8Layer::Op::flatten;
+  Int8Layer fc;
+  fc.op = Int8Layer::Op::linear;
+  fc.weight = tensor_i8({7, 5 * 6 * 5}, random_i8(rng, 7 * 150, -127, 127));
+  fc.weight_scale.assign(7, 0.003f);
+  fc.bias = Tensor::from_i32({7}, std::vector<int32_t>(7, 25));
+  fc.logits = true;
+  fc.in_scale = conv.out_scale;
+  fc.in_zero_point = conv.out_zero_point;
+  m.layers = {conv, pool, flatten, fc};
+  m.prepare();
+
+  const int64_t B = 37;
+  std::vector<uint8_t> images(size_t(B * 2 * 12 * 10));
+  for (auto& v : images) v = uint8_t(rng.below(256));
+  const Tensor ref = m.forward_raw(m.quantize_images(images.data(), B), /*reference=*/true);
+  for (Int8Isa isa : supported_isas())
+    for (int threads : {1, 2}) {
+      set_int8_isa(isa);
+      set_num_threads(threads);
+      const Tensor q = m.quantize_images(images.data(), B);
+      bool lookup = true;
+      for (int64_t i = 0; i < q.numel(); ++i)
+        lookup = lookup && q.data_as<int8_t>()[i] == m.input_lut[size_t((i / 120) % 2 * 256 + images[size_t(i)])];
+      INFO("path ", std::string(int8_isa_name(isa)), ", threads ", threads);
+      CHECK(lookup);
+      const Tensor raw = m.forward_raw(q);
+      REQUIRE(raw.shape() == ref.shape());
+      CHECK(std::equal(raw.data_as<int32_t>(), raw.data_as<int32_t>() + raw.numel(), ref.data_as<int32_t>()));
+      std::vector<Tensor> trace;
+      const Tensor traced = m.forward_raw(q, false, &trace);  // layer by layer, conv output kept
+      CHECK(trace.size() == 4);
+      CHECK(std::equal(traced.data_as<int32_t>(), traced.data_as<int32_t>() + traced.numel(), ref.data_as<int32_t>()));
+    }
 }
