@@ -264,17 +264,13 @@ Variable max_pool2d(const Variable& x, const Pool2dParams& p) {
   parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
     for (int64_t bc = bc0; bc < bc1; ++bc) {
       const float* plane = px + bc * g.H * g.W;
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
-        // The window's rows and columns clipped to the input, so the loops need no tests.
-        const int64_t ih0 = oh * p.stride_h - p.pad_h;
-        const int64_t h_lo = std::max<int64_t>(0, ih0), h_hi = std::min<int64_t>(g.H, ih0 + p.kernel_h);
+      for (int64_t oh = 0; oh < g.OH; ++oh)
         for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const int64_t iw0 = ow * p.stride_w - p.pad_w;
-          const int64_t w_lo = std::max<int64_t>(0, iw0), w_hi = std::min<int64_t>(g.W, iw0 + p.kernel_w);
-          int64_t bi = h_lo * g.W + w_lo;
+          const PoolWindow win = pool_window(p, g.H, g.W, oh, ow);
+          int64_t bi = win.h0 * g.W + win.w0;
           float best = plane[bi];
-          for (int64_t ih = h_lo; ih < h_hi; ++ih)
-            for (int64_t iw = w_lo; iw < w_hi; ++iw) {
+          for (int64_t ih = win.h0; ih < win.h1; ++ih)
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) {
               const float v = plane[ih * g.W + iw];
               if (v > best) {
                 best = v;
@@ -285,7 +281,6 @@ Variable max_pool2d(const Variable& x, const Pool2dParams& p) {
           py[o] = best;
           pa[o] = int32_t(bi);
         }
-      }
     }
   });
   return make_result(std::move(y), {x}, [g, arg](const Tensor& dy, std::vector<Variable>& in) {
@@ -313,15 +308,10 @@ Variable avg_pool2d(const Variable& x, const Pool2dParams& p) {
       const float* plane = px + bc * g.H * g.W;
       for (int64_t oh = 0; oh < g.OH; ++oh)
         for (int64_t ow = 0; ow < g.OW; ++ow) {
-          float s = 0.f;
-          for (int kh = 0; kh < p.kernel_h; ++kh) {
-            const int64_t ih = oh * p.stride_h - p.pad_h + kh;
-            if (ih < 0 || ih >= g.H) continue;
-            for (int kw = 0; kw < p.kernel_w; ++kw) {
-              const int64_t iw = ow * p.stride_w - p.pad_w + kw;
-              if (iw >= 0 && iw < g.W) s += plane[ih * g.W + iw];
-            }
-          }
+          const PoolWindow win = pool_window(p, g.H, g.W, oh, ow);
+          float s = 0.f;  // padding cells count in the divisor, as zeros
+          for (int64_t ih = win.h0; ih < win.h1; ++ih)
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) s += plane[ih * g.W + iw];
           py[(bc * g.OH + oh) * g.OW + ow] = s * inv;
         }
     }
@@ -336,14 +326,9 @@ Variable avg_pool2d(const Variable& x, const Pool2dParams& p) {
         for (int64_t oh = 0; oh < g.OH; ++oh)
           for (int64_t ow = 0; ow < g.OW; ++ow) {
             const float d = pd[(bc * g.OH + oh) * g.OW + ow] * inv;
-            for (int kh = 0; kh < p.kernel_h; ++kh) {
-              const int64_t ih = oh * p.stride_h - p.pad_h + kh;
-              if (ih < 0 || ih >= g.H) continue;
-              for (int kw = 0; kw < p.kernel_w; ++kw) {
-                const int64_t iw = ow * p.stride_w - p.pad_w + kw;
-                if (iw >= 0 && iw < g.W) plane[ih * g.W + iw] += d;
-              }
-            }
+            const PoolWindow win = pool_window(p, g.H, g.W, oh, ow);
+            for (int64_t ih = win.h0; ih < win.h1; ++ih)
+              for (int64_t iw = win.w0; iw < win.w1; ++iw) plane[ih * g.W + iw] += d;
           }
       }
     });

@@ -17,6 +17,17 @@ struct Pool2dParams {
   int pad_h = 0, pad_w = 0;
 };
 
+// The input rows [h0, h1) and columns [w0, w1) under output cell (oh, ow) of a pool over an
+// (H, W) plane, clipped to the plane (padding cells dropped), so window loops need no tests.
+struct PoolWindow {
+  int64_t h0, h1, w0, w1;
+};
+inline PoolWindow pool_window(const Pool2dParams& p, int64_t H, int64_t W, int64_t oh, int64_t ow) {
+  const int64_t ih = oh * p.stride_h - p.pad_h, iw = ow * p.stride_w - p.pad_w;
+  return {ih > 0 ? ih : 0, ih + p.kernel_h < H ? ih + p.kernel_h : H, iw > 0 ? iw : 0,
+          iw + p.kernel_w < W ? iw + p.kernel_w : W};
+}
+
 // x: (B, C, H, W), w: (O, C, KH, KW), bias: (O,) or undefined -> (B, O, OH, OW).
 // im2col + one sgemm per chunk of images; backward is two sgemms + col2im.
 Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, const Conv2dParams& p = {});

@@ -306,18 +306,14 @@ void maxpool_plane(const int8_t* x, int64_t H, int64_t W, int64_t ld, const Pool
     for (int64_t oh = 0; oh < OH; ++oh) maxpool2x2_row(x + 2 * oh * ld, x + (2 * oh + 1) * ld, OW, y + oh * OW);
     return;
   }
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    const int64_t ih0 = oh * p.stride_h - p.pad_h;
-    const int64_t h_lo = std::max<int64_t>(0, ih0), h_hi = std::min<int64_t>(H, ih0 + p.kernel_h);
+  for (int64_t oh = 0; oh < OH; ++oh)
     for (int64_t ow = 0; ow < OW; ++ow) {
-      const int64_t iw0 = ow * p.stride_w - p.pad_w;
-      const int64_t w_lo = std::max<int64_t>(0, iw0), w_hi = std::min<int64_t>(W, iw0 + p.kernel_w);
+      const PoolWindow win = pool_window(p, H, W, oh, ow);
       int8_t best = -128;
-      for (int64_t ih = h_lo; ih < h_hi; ++ih)
-        for (int64_t iw = w_lo; iw < w_hi; ++iw) best = std::max(best, x[ih * ld + iw]);
+      for (int64_t ih = win.h0; ih < win.h1; ++ih)
+        for (int64_t iw = win.w0; iw < win.w1; ++iw) best = std::max(best, x[ih * ld + iw]);
       y[oh * OW + ow] = best;
     }
-  }
 }
 
 }  // namespace
@@ -435,18 +431,14 @@ Tensor avgpool2d_s8(const Tensor& x, int32_t in_zero_point, const Pool2dParams& 
   parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
     for (int64_t bc = bc0; bc < bc1; ++bc) {
       const int8_t* plane = px + bc * g.H * g.W;
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
-        const int64_t ih0 = oh * p.stride_h - p.pad_h;
-        const int64_t h_lo = std::max<int64_t>(0, ih0), h_hi = std::min<int64_t>(g.H, ih0 + p.kernel_h);
+      for (int64_t oh = 0; oh < g.OH; ++oh)
         for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const int64_t iw0 = ow * p.stride_w - p.pad_w;
-          const int64_t w_lo = std::max<int64_t>(0, iw0), w_hi = std::min<int64_t>(g.W, iw0 + p.kernel_w);
+          const PoolWindow win = pool_window(p, g.H, g.W, oh, ow);
           int64_t sum = 0;  // padding cells hold z_in: they add 0
-          for (int64_t ih = h_lo; ih < h_hi; ++ih)
-            for (int64_t iw = w_lo; iw < w_hi; ++iw) sum += plane[ih * g.W + iw] - in_zero_point;
+          for (int64_t ih = win.h0; ih < win.h1; ++ih)
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) sum += plane[ih * g.W + iw] - in_zero_point;
           py[(bc * g.OH + oh) * g.OW + ow] = output_value(sum, m, stage);
         }
-      }
     }
   });
   return y;
