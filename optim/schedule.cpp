@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/parse.h"
 
 namespace crayon {
 
@@ -70,12 +71,6 @@ std::string num(double v) {
   char buf[64];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest exact form
   return std::string(buf, end);
-}
-
-template <typename T>
-bool parse_number(std::string_view s, T& out) {
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return !s.empty() && ec == std::errc() && end == s.data() + s.size();
 }
 
 std::vector<std::string_view> split(std::string_view s, char sep) {

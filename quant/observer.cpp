@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/parse.h"
 #include "quant/error.h"
 
 namespace crayon {
@@ -373,14 +374,8 @@ std::unique_ptr<Observer> make_observer(const std::string& name, const QuantSpec
   if (name == "percentile") return std::make_unique<PercentileObserver>(spec);
   if (name.rfind("percentile:", 0) == 0) {
     const std::string v = name.substr(11);
-    size_t used = 0;
     double p = 0;
-    try {
-      p = std::stod(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != v.size())
+    if (!parse_number(v, p))
       throw std::invalid_argument(str("observer '", name, "': '", v, "' is not a number"));
     return std::make_unique<PercentileObserver>(spec, p);
   }

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/parse.h"
 
 namespace crayon {
 
@@ -39,14 +40,8 @@ QuantSpec parse_quant_spec(const std::string& text) {
   std::stringstream ss(text);
   std::string item;
   auto integer = [&](const std::string& v) {
-    size_t used = 0;
     int n = 0;
-    try {
-      n = std::stoi(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != v.size())
+    if (!parse_number(v, n))
       throw std::invalid_argument(str("quant spec '", text, "': '", item, "' needs an integer"));
     return n;
   };
