@@ -91,15 +91,27 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
     throw std::runtime_error(str(path, ": /: expected input_shape (C, H, W) with positive sizes, found ",
                                  shape_str(Shape(in.begin(), in.end()))));
   ck.input_shape = Shape(in.begin(), in.end());
+  // The settings obey the rules the flags do; the training state is one a run could reach.
+  if (const auto p = check_config(ck.config))
+    throw std::runtime_error(str(path, ": /: config.", p->setting, ": ", p->message));
   ck.state.epoch = r.attr_int("/", "epoch");
   ck.state.step = r.attr_int("/", "step");
+  if (ck.state.epoch < 0 || ck.state.epoch > ck.config.epochs)
+    throw std::runtime_error(str(path, ": /: expected epoch in [0, config.epochs = ", ck.config.epochs, "], found ",
+                                 ck.state.epoch));
+  if (ck.state.step < 0 || (ck.state.epoch == 0) != (ck.state.step == 0) || ck.state.step > (int64_t(1) << 53))
+    throw std::runtime_error(str(path, ": /: expected a step count of 0 at epoch 0 and in [1, 2^53] after it, found step ",
+                                 ck.state.step, " at epoch ", ck.state.epoch));
   const auto rng = r.attr_ints("/", "rng_state");
   if (rng.size() != 4) throw std::runtime_error(str(path, ": /: expected rng_state of 4 words, found ", rng.size()));
   std::memcpy(ck.state.rng_state.data(), rng.data(), sizeof(ck.state.rng_state));
+  if (ck.state.rng_state == std::array<uint64_t, 4>{})
+    throw std::runtime_error(str(path, ": /: expected a generator state, found rng_state all zero (xoshiro256** "
+                                 "would draw only zeros)"));
   const std::string spec = r.attr_string("/", "model_spec");
   Rng init_rng(0);  // values are overwritten from the file
   try {
-    ck.model = build_model(spec, ck.input_shape, init_rng);
+    ck.model = build_model(spec, ck.input_shape, init_rng, Init::pytorch, &ck.size);
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error(str(path, ": /: model_spec does not build: ", e.what()));
   }

@@ -23,6 +23,7 @@
 
 #include "apps/train_config.h"
 #include "nn/sequential.h"
+#include "nn/spec.h"
 #include "optim/optimizer.h"
 
 namespace crayon {
@@ -43,13 +44,15 @@ struct LoadedCheckpoint {
   TrainConfig config;
   Shape input_shape;
   std::shared_ptr<Sequential> model;
+  ModelSize size;  // of model_spec (nn/spec.h)
   NamedTensors optimizer_state;
   TrainState state;
   bool quantized = false;  // the model was prepared for quantization (config.qat says how)
 };
 
-// Reads and validates everything (format, version, shapes of every parameter against the
-// model its spec builds); throws std::runtime_error naming the file and the object.
+// Reads and validates everything (format, version, the settings by check_config(), epoch,
+// step and generator state, the spec against limits(), shapes of every parameter against
+// the model its spec builds); throws std::runtime_error naming the file and the object.
 LoadedCheckpoint load_checkpoint(const std::string& path);
 
 // Copies named parameters and buffers from an open checkpoint into a model of the same

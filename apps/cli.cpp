@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "core/check.h"
+#include "core/limits.h"
 
 namespace crayon {
 
@@ -58,6 +59,20 @@ void require_one_of(const po::variables_map& vm, const char* flag, std::initiali
     list += list.empty() ? a : str(", ", a);
   }
   throw UsageError(str("--", flag, ": expected one of ", list, ", got '", v, "'"));
+}
+
+void require_threads(const po::variables_map& vm, const char* flag) {
+  require_positive(vm, flag);
+  if (!vm.count(flag)) return;
+  const double v = numeric(vm, flag);
+  if (v > double(max_threads()))
+    throw UsageError(str("--", flag, ": expected at most ", max_threads(), " threads (4 x this machine's cores), got ", v,
+                         " ", limit_hint(max_threads(), "CRAYON_MAX_THREADS")));
+}
+
+void require_path(const po::variables_map& vm, const char* flag) {
+  if (vm.count(flag) && vm[flag].as<std::string>().empty())
+    throw UsageError(str("--", flag, ": expected a file path, got ''"));
 }
 
 }  // namespace crayon

@@ -59,19 +59,24 @@ Evaluated run(Source& s, const Dataset& test, const std::string& dataset, int64_
     throw std::runtime_error(str(s.path, ": the model takes ", shape_str(s.input_shape), " images but '", dataset,
                                  "' has ", shape_str(data_shape)));
   Evaluated e;
-  if (s.is_int8) {
-    e.kind = "int8 engine";
-    e.r = evaluate(s.int8, test, batch, &e.logits);
-    return e;
-  }
-  const ChannelStats norm = dataset_stats(dataset);
-  e.r = evaluate(*s.ck.model, test, norm, batch, &e.logits);
-  e.kind = "float";
-  if (s.ck.quantized) {
-    const QatConfig q = parse_qat_config(s.ck.config.qat);
-    e.kind = str("W", q.weight.bits, "A", q.act.bits, " fake-quant");
-    e.has_float = true;
-    e.float_r = evaluate(*float_copy(*s.ck.model, s.ck.input_shape), test, norm, batch);
+  try {
+    if (s.is_int8) {
+      e.kind = "int8 engine";
+      e.r = evaluate(s.int8, test, batch, &e.logits);
+      return e;
+    }
+    batch = std::min(batch, largest_batch(s.ck.size));
+    const ChannelStats norm = dataset_stats(dataset);
+    e.r = evaluate(*s.ck.model, test, norm, batch, &e.logits);
+    e.kind = "float";
+    if (s.ck.quantized) {
+      const QatConfig q = parse_qat_config(s.ck.config.qat);
+      e.kind = str("W", q.weight.bits, "A", q.act.bits, " fake-quant");
+      e.has_float = true;
+      e.float_r = evaluate(*float_copy(*s.ck.model, s.ck.input_shape), test, norm, batch);
+    }
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(str(s.path, " on '", dataset, "': ", e.what()));
   }
   return e;
 }
@@ -107,7 +112,7 @@ int cmd_eval(int argc, char** argv) {
   if (!parse_command_line(argc, argv, opts, vm, "usage: crayon eval --model M.h5 [--compare M.int8.h5] [options]"))
     return 0;
   require_positive(vm, "batch-size");
-  require_positive(vm, "threads");
+  require_threads(vm);
   require_non_negative(vm, "limit");
   require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
   set_num_threads(threads);

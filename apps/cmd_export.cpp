@@ -24,6 +24,7 @@ int cmd_export(int argc, char** argv) {
   // clang-format on
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, vm, "usage: crayon export --model q.h5 --out model.int8.h5")) return 0;
+  require_path(vm, "out");
 
   LoadedCheckpoint ck = load_checkpoint(model_path);
   if (!ck.quantized)

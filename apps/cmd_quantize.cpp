@@ -37,19 +37,32 @@ int cmd_quantize(int argc, char** argv) {
   add_quant_options(opts, qflags, false);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, vm, "usage: crayon quantize --model float.h5 [options] --out q.h5")) return 0;
-  for (const char* f : {"calib-batches", "batch-size", "threads"}) require_positive(vm, f);
+  for (const char* f : {"calib-batches", "batch-size"}) require_positive(vm, f);
+  require_threads(vm);
+  require_path(vm, "out");
   QatConfig q = quant_config_from(vm, qflags);
   set_num_threads(threads);
 
   LoadedCheckpoint ck = load_checkpoint(model_path);
   if (ck.quantized)
     throw std::runtime_error(str(model_path, ": already quantized (", ck.config.qat, "); expected a float checkpoint"));
+  try {
+    check_batch(ck.size, batch, "--batch-size");
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
   TrainConfig cfg = ck.config;
   if (!data_dir.empty()) cfg.data_dir = data_dir;
   const Dataset train = load_dataset(cfg.dataset, true, cfg.data_dir);
   const Dataset test = load_dataset(cfg.dataset, false, cfg.data_dir);
   const ChannelStats norm = dataset_stats(cfg.dataset);
-  const EvalResult before = evaluate(*ck.model, test, norm);
+  const int64_t eval_batch = std::min<int64_t>(1000, largest_batch(ck.size));
+  EvalResult before;
+  try {
+    before = evaluate(*ck.model, test, norm, eval_batch);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(str(model_path, " on '", cfg.dataset, "': ", e.what()));
+  }
 
   // Calibration images: the first batches of the training order of epoch 0, without
   // augmentation, so the choice is reproducible from the checkpoint's seed.
@@ -65,7 +78,7 @@ int cmd_quantize(int argc, char** argv) {
   cfg.qat = describe(q);
   save_checkpoint(out, cfg, ck.input_shape, *ck.model, nullptr, ck.state);
 
-  const EvalResult after = evaluate(*ck.model, test, norm);
+  const EvalResult after = evaluate(*ck.model, test, norm, eval_batch);
   if (!quiet)
     std::printf("%s: W%dA%d, %s observer on %lld calibration images -> %s\n  %s test accuracy: float %.2f%%, "
                 "quantized %.2f%% (%+.2f points)\n",

@@ -64,29 +64,23 @@ int cmd_train(int argc, char** argv) {
   const std::string usage = "usage: crayon train [options]\n  Train a network; test accuracy after every epoch.";
   if (!parse_command_line(argc, argv, opts, vm, usage)) return 0;
   c.nesterov = nesterov;
-  for (const char* f : {"epochs", "batch-size", "threads"}) require_positive(vm, f);
-  for (const char* f : {"lr", "momentum", "weight-decay", "l1", "l2", "clip-grad-norm", "val", "train-limit", "test-limit"})
-    require_non_negative(vm, f);
-  require_one_of(vm, "optimizer", {"sgd", "adam", "adamw"});
-  require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
-  if (c.augment < -1 || c.augment > 1) throw UsageError(str("--augment: expected -1, 0 or 1, got ", c.augment));
-  if (nesterov && c.momentum <= 0) throw UsageError("--nesterov: needs --momentum > 0");
-  if (c.l1 > 0 && c.l2 > 0) throw UsageError("--l1 and --l2: expected one prior, got both");
+  require_threads(vm);
+  for (const char* f : {"out", "resume", "log", "init"}) require_path(vm, f);
   if (!qat) {
     const std::string f = !vm["qat-start-epoch"].defaulted() ? "qat-start-epoch" : given_quant_flag(vm);
     if (!f.empty()) throw UsageError(str("--", f, ": needs --qat"));
   } else {
-    require_non_negative(vm, "qat-start-epoch");
     QatConfig q = quant_config_from(vm, qflags);
+    if (q.warmup_steps < 1)
+      throw UsageError(str(vm.count("qat-warmup") ? "--qat-warmup" : "--qat-config", ": expected at least 1 step (the "
+                           "activation grids are observed during the first steps), got ", q.warmup_steps));
     q.seed = uint64_t(c.seed);
     c.qat = describe(q);
   }
-  if (c.update_bits != 0 && (c.update_bits < 2 || c.update_bits > 32))
-    throw UsageError(str("--update-bits: expected 0 (off) or 2..32, got ", c.update_bits));
-  require_one_of(vm, "update-rounding", {"nearest", "stochastic"});
   if (c.update_bits == 0)
     for (const char* f : {"update-frac-bits", "update-rounding"})
       if (!vm[f].defaulted()) throw UsageError(str("--", f, ": needs --update-bits"));
+  if (const auto p = check_config(c)) throw UsageError(str(flag_name(p->setting), ": ", p->message));
   if (!is_init_scheme(c.init) && !std::filesystem::is_regular_file(c.init))
     throw UsageError(str("--init: expected pytorch, kaiming-uniform, kaiming-normal, xavier-uniform, xavier-normal or a "
                          "checkpoint file, got '", c.init, "' (no such file)"));
@@ -95,9 +89,8 @@ int cmd_train(int argc, char** argv) {
   if (!vm.count("resume")) {
     // A bad spec is a bad flag value: check it against the dataset's image shape now.
     const Shape input = c.dataset == "cifar10" ? Shape{3, 32, 32} : Shape{1, 28, 28};
-    Rng rng(0);
     try {
-      build_model(c.model, input, rng);
+      model_size(c.model, input);
     } catch (const std::invalid_argument& e) {
       throw UsageError(str("--model: ", e.what()));
     }

@@ -18,19 +18,27 @@ std::vector<int32_t> predictions(const Tensor& logits) {
   return out;
 }
 
+void check_logits(const Shape& logits, int64_t batch, int64_t classes) {
+  if (logits != Shape{batch, classes})
+    throw std::invalid_argument(str("the model outputs ", shape_str(logits), " for a batch of ", batch,
+                                    " images, but the dataset has ", classes, " classes (expected (", batch, ", ",
+                                    classes, "): one logit per class)"));
+}
+
 namespace {
 
 // Accuracy, loss and per-class counts over consecutive batches of logits; optionally keeps
 // every row of logits.
 class Tally {
  public:
-  Tally(const Dataset& data, Tensor* all_logits) : all_(all_logits) {
+  Tally(const Dataset& data, Tensor* all_logits) : classes_(data.num_classes()), all_(all_logits) {
     r_.class_correct.assign(size_t(data.num_classes()), 0);
     r_.class_total.assign(size_t(data.num_classes()), 0);
     if (all_) *all_ = Tensor::empty({data.size(), data.num_classes()});
   }
   void add(const Tensor& logits, const Tensor& labels) {
     const int64_t n = labels.numel();
+    check_logits(logits.shape(), n, classes_);
     loss_sum_ += double(cross_entropy(Variable(logits), labels).item()) * double(n);
     const std::vector<int32_t> pred = predictions(logits);
     const int32_t* y = labels.data_as<int32_t>();
@@ -52,6 +60,7 @@ class Tally {
  private:
   EvalResult r_;
   double loss_sum_ = 0;
+  int64_t classes_;
   Tensor* all_;
 };
 
@@ -75,6 +84,8 @@ EvalResult evaluate(const Int8Model& model, const Dataset& data, int64_t batch_s
   if (image != model.input_shape)
     throw std::invalid_argument(str("the int8 model takes ", shape_str(model.input_shape), " images, the data has ",
                                     shape_str(image)));
+  check_logits({1, model.num_classes()}, 1, data.num_classes());
+  batch_size = std::min(batch_size, model.largest_batch());
   Tally tally(data, all_logits);
   for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
     const int64_t n = std::min(batch_size, data.size() - begin);

@@ -16,6 +16,10 @@ struct EvalResult {
   std::vector<int64_t> class_correct, class_total;
 };
 
+// Throws std::invalid_argument unless logits are (batch, classes): a model whose last
+// layer does not give one logit per class of the dataset cannot be scored on it.
+void check_logits(const Shape& logits, int64_t batch, int64_t classes);
+
 // Index of the largest logit of each row of (B, C) logits (the first on ties).
 std::vector<int32_t> predictions(const Tensor& logits);
 
@@ -25,7 +29,8 @@ EvalResult evaluate(Module& model, const Dataset& data, const ChannelStats& norm
                     Tensor* all_logits = nullptr);
 
 // The integer engine over the whole dataset, from its raw pixels (the model's input table
-// does the normalization and the input quantization).
+// does the normalization and the input quantization); batches are capped at
+// model.largest_batch().
 EvalResult evaluate(const Int8Model& model, const Dataset& data, int64_t batch_size = 1000,
                     Tensor* all_logits = nullptr);
 

@@ -3,6 +3,7 @@
 // resumed run reads back.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace crayon {
@@ -47,5 +48,18 @@ struct ConfigVisitor {
   std::function<void(const char*, double&)> real;
 };
 void visit_config(TrainConfig& c, const ConfigVisitor& v);
+
+inline constexpr int64_t kMaxEpochs = 1000000;
+
+// The first setting of c that breaks a rule of `crayon train`: its name as stored
+// ("batch_size"; the flag is --batch-size) and what was expected and found. The one place
+// those rules live: flags and checkpoints are both checked here.
+struct ConfigProblem {
+  std::string setting, message;
+};
+std::optional<ConfigProblem> check_config(const TrainConfig& c);
+
+// "--batch-size" for "batch_size".
+std::string flag_name(const std::string& setting);
 
 }  // namespace crayon

@@ -12,6 +12,7 @@
 #include "apps/evaluate.h"
 #include "apps/progress.h"
 #include "core/check.h"
+#include "core/limits.h"
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "data/dataset.h"
@@ -125,7 +126,7 @@ std::string fixed1(double v) { return fixed(v, 1); }
 std::string pct(double v) { return fixed(v * 100, 2) + "%"; }
 
 // --init names a float checkpoint to fine-tune: its model (spec and values) replaces --model.
-std::shared_ptr<Sequential> init_from_checkpoint(TrainConfig& cfg, const Shape& input_shape) {
+std::shared_ptr<Sequential> init_from_checkpoint(TrainConfig& cfg, const Shape& input_shape, ModelSize& size) {
   LoadedCheckpoint ck = load_checkpoint(cfg.init);
   if (ck.quantized)
     throw std::invalid_argument(str("--init: '", cfg.init, "' is already prepared for quantization (", ck.config.qat,
@@ -134,6 +135,7 @@ std::shared_ptr<Sequential> init_from_checkpoint(TrainConfig& cfg, const Shape& 
     throw std::invalid_argument(str("--init: '", cfg.init, "' takes ", shape_str(ck.input_shape), " images, but '",
                                     cfg.dataset, "' has ", shape_str(input_shape)));
   cfg.model = ck.model->spec();
+  size = ck.size;
   return ck.model;
 }
 
@@ -148,6 +150,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   NamedTensors opt_state;
   TrainState state;
   Shape input_shape;
+  ModelSize size;
   if (!run.resume.empty()) {
     LoadedCheckpoint ck = load_checkpoint(run.resume);
     const int64_t epochs = cfg.epochs;
@@ -157,9 +160,9 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
     opt_state = std::move(ck.optimizer_state);
     state = ck.state;
     input_shape = ck.input_shape;
+    size = ck.size;
   }
-  if (cfg.epochs < 1) throw std::invalid_argument(str("--epochs: expected a positive integer, got ", cfg.epochs));
-  if (cfg.batch_size < 1) throw std::invalid_argument(str("--batch-size: expected a positive integer, got ", cfg.batch_size));
+  if (const auto p = check_config(cfg)) throw std::invalid_argument(str(flag_name(p->setting), ": ", p->message));
 
   Dataset train_all = limited(load_dataset(cfg.dataset, true, cfg.data_dir), cfg.train_limit);
   const Dataset test = limited(load_dataset(cfg.dataset, false, cfg.data_dir), cfg.test_limit);
@@ -176,8 +179,10 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
 
   Rng rng(uint64_t(cfg.seed));
   if (model) rng.set_state(state.rng_state);
-  else if (is_init_scheme(cfg.init)) model = build_model(cfg.model, input_shape, rng, parse_init(cfg.init));
-  else model = init_from_checkpoint(cfg, input_shape);
+  else if (is_init_scheme(cfg.init)) model = build_model(cfg.model, input_shape, rng, parse_init(cfg.init), &size);
+  else model = init_from_checkpoint(cfg, input_shape, size);
+  check_batch(size, cfg.batch_size, "--batch-size");
+  const int64_t eval_batch = std::min<int64_t>(1000, largest_batch(size));
   if (!is_quantized(*model)) {
     // The classifier must emit one logit per class. Probed in eval mode, so no running
     // statistic or dropout generator moves (a quantized model was probed when it was made).
@@ -189,7 +194,6 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
                                       cfg.dataset, "' has ", train.num_classes(), " classes (expected (2, ",
                                       train.num_classes(), "))"));
   }
-  if (cfg.l1 > 0 && cfg.l2 > 0) throw std::invalid_argument("--l1 and --l2: expected one prior, got both");
   std::unique_ptr<Regularizer> reg;
   if (cfg.l1 > 0) reg = std::make_unique<L1Regularizer>(cfg.l1);
   if (cfg.l2 > 0) reg = std::make_unique<L2Regularizer>(cfg.l2);
@@ -221,6 +225,11 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   DataLoader loader(train, {.batch_size = cfg.batch_size, .shuffle = true, .seed = uint64_t(cfg.seed),
                             .augment = augment, .norm = norm});
   const int64_t per_epoch = loader.num_batches();
+  // A checkpoint is written at the end of an epoch, so its step count is a whole number of
+  // epochs of this data and batch size.
+  if (!run.resume.empty() && state.step != state.epoch * per_epoch)  // epoch <= 10^6, per_epoch <= 2^31
+    throw std::runtime_error(str(run.resume, ": /: expected step = epoch x ", per_epoch, " steps per epoch = ",
+                                 state.epoch * per_epoch, ", found step ", state.step, " at epoch ", state.epoch));
   ProgressBar progress(run.quiet);
   if (grid) progress.line(str("weights on a ", grid->bits(), "-bit fixed-point grid ", grid->describe()));
   EpochLog log(run.log, !run.resume.empty());
@@ -285,11 +294,11 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
     r.train_loss = loss_sum / double(seen);
     r.train_acc = double(correct) / double(seen);
     r.grad_norm = norm_sum / double(std::max<int64_t>(1, batch_index));
-    const EvalResult te = evaluate(*model, test, norm);
+    const EvalResult te = evaluate(*model, test, norm, eval_batch);
     r.test_loss = te.loss;
     r.test_acc = te.accuracy;
     if (!val.empty()) {
-      const EvalResult ve = evaluate(*model, val, norm);
+      const EvalResult ve = evaluate(*model, val, norm, eval_batch);
       r.val_loss = ve.loss;
       r.val_acc = ve.accuracy;
     }

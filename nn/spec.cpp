@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/limits.h"
 #include "core/ops_conv.h"
 #include "nn/activations.h"
 #include "nn/batchnorm.h"
@@ -42,8 +43,17 @@ struct Layer {
   size_t pos;
 };
 
+// The spec quoted in an error: whole if short, else the stretch around the position.
+std::string quote(const std::string& spec, size_t pos) {
+  constexpr size_t kShown = 120;
+  if (spec.size() <= kShown) return str("'", spec, "'");
+  const size_t begin = pos > kShown / 2 ? std::min(pos - kShown / 2, spec.size() - kShown) : 0;
+  return str("'", begin > 0 ? "..." : "", spec.substr(begin, kShown), begin + kShown < spec.size() ? "..." : "",
+             "' (", spec.size(), " characters)");
+}
+
 [[noreturn]] void fail(const std::string& spec, size_t pos, const std::string& msg) {
-  throw std::invalid_argument(str("model spec, position ", pos + 1, ": ", msg, " in '", spec, "'"));
+  throw std::invalid_argument(str("model spec, position ", pos + 1, ": ", msg, " in ", quote(spec, pos)));
 }
 
 std::vector<Layer> tokenize(const std::string& s) {
@@ -161,14 +171,48 @@ class Args {
 
 }  // namespace
 
-std::shared_ptr<Sequential> build_model(const std::string& spec_or_preset, const Shape& input, Rng& rng, Init init) {
+namespace {
+
+// Runs the shapes through the spec, checking every layer and the limits before anything is
+// allocated; with a model, also builds it.
+ModelSize walk(const std::string& spec_or_preset, const Shape& input, Rng& rng, Init init, Sequential* model) {
   const std::string preset = preset_spec(spec_or_preset);
   const std::string spec = preset.empty() ? spec_or_preset : preset;
-  if (input.size() != 3)
-    throw std::invalid_argument(str("build_model: expected an input shape (C, H, W), got ", shape_str(input)));
-  auto model = std::make_shared<Sequential>();
+  if (input.size() != 3 || input[0] < 1 || input[1] < 1 || input[2] < 1)
+    throw std::invalid_argument(str("build_model: expected an input shape (C, H, W) of positive sizes, got ",
+                                    shape_str(input)));
+  const Limits& lim = limits();
+  const std::vector<Layer> layers = tokenize(spec);
+  if (int64_t(layers.size()) > lim.layers)
+    throw std::invalid_argument(str("model spec: ", layers.size(), " layers is too many ",
+                                    limit_hint(lim.layers, "CRAYON_MAX_LAYERS")));
+  ModelSize size;
+  size.layers = int64_t(layers.size());
+  // Elements of one example's tensor of this shape, checked against the activation limit
+  // (float32, for the largest batch of one).
+  auto activation = [&](const Shape& s, size_t pos, const std::string& what) {
+    int64_t n = 1;
+    for (int64_t d : s) n = mul_or_overflow(n, d);
+    if (n < 0 || n > lim.activation_bytes / 4)
+      fail(spec, pos, str(what, " of ", shape_str(s), " per example exceeds the activation limit of ",
+                          lim.activation_bytes, " bytes ", limit_hint(lim.activation_bytes, "CRAYON_MAX_ACTIVATION_BYTES")));
+    size.largest_activation = std::max(size.largest_activation, n);
+  };
+  auto parameters = [&](std::initializer_list<int64_t> dims, int64_t extra, const Layer& l) {
+    int64_t n = 1;
+    for (int64_t d : dims) n = mul_or_overflow(n, d);
+    const int64_t total = n < 0 ? -1 : n + extra + size.parameters;
+    if (total < 0 || total > lim.parameters)
+      fail(spec, l.pos, str("'", l.name, "' brings the model to ", total < 0 ? std::string("over 2^63") : str(total),
+                            " parameters ", limit_hint(lim.parameters, "CRAYON_MAX_PARAMETERS")));
+    size.parameters = total;
+  };
+  auto add = [&](auto make) {
+    if (model) model->add(make());
+  };
+  activation(input, 0, "the input");
   Shape shape = input;  // per-example shape flowing through the net
-  for (const Layer& l : tokenize(spec)) {
+  for (const Layer& l : layers) {
     auto need_rank = [&](size_t r, const char* what) {
       if (shape.size() != r)
         fail(spec, l.pos, str("'", l.name, "' needs ", what, " input, but the previous layers give ", shape_str(shape),
@@ -193,13 +237,17 @@ std::shared_ptr<Sequential> build_model(const std::string& spec_or_preset, const
       const int64_t out = a.integer("out", std::nullopt);
       const bool bias = a.integer("bias", 1, 0) != 0;
       const auto [oh, ow] = window_out(kh, kw, sh, sw, ph, pw, "conv");
-      model->add(std::make_shared<Conv2d>(shape[0], out, kh, kw, p, bias, rng, init));
+      parameters({out, shape[0], kh, kw}, bias ? out : 0, l);
+      activation({out, oh, ow}, l.pos, str("'", l.name, "' outputs"));
+      add([&] { return std::make_shared<Conv2d>(shape[0], out, kh, kw, p, bias, rng, init); });
       shape = {out, oh, ow};
     } else if (l.name == "linear") {
       Args a(spec, l, {"out", "bias"});
       need_rank(1, "flat (features)");
       const int64_t out = a.integer("out", std::nullopt);
-      model->add(std::make_shared<Linear>(shape[0], out, a.integer("bias", 1, 0) != 0, rng, init));
+      const bool bias = a.integer("bias", 1, 0) != 0;
+      parameters({out, shape[0]}, bias ? out : 0, l);
+      add([&] { return std::make_shared<Linear>(shape[0], out, bias, rng, init); });
       shape = {out};
     } else if (l.name == "maxpool" || l.name == "avgpool") {
       Args a(spec, l, {"kernel", "stride", "pad"});
@@ -210,25 +258,27 @@ std::shared_ptr<Sequential> build_model(const std::string& spec_or_preset, const
       const Pool2dParams p{kh, kw, sh, sw, ph, pw};
       if (2 * ph > kh || 2 * pw > kw) fail(spec, l.pos, "pooling padding must be at most half the kernel");
       const auto [oh, ow] = window_out(kh, kw, sh, sw, ph, pw, "pool");
-      if (l.name == "maxpool") model->add(std::make_shared<MaxPool2d>(p));
-      else model->add(std::make_shared<AvgPool2d>(p));
+      activation({shape[0], oh, ow}, l.pos, str("'", l.name, "' outputs"));
+      if (l.name == "maxpool") add([&] { return std::make_shared<MaxPool2d>(p); });
+      else add([&] { return std::make_shared<AvgPool2d>(p); });
       shape = {shape[0], oh, ow};
     } else if (l.name == "bn" || l.name == "batchnorm") {
       Args a(spec, l, {});
-      model->add(std::make_shared<BatchNorm>(shape[0]));
+      parameters({2, shape[0]}, 0, l);
+      add([&] { return std::make_shared<BatchNorm>(shape[0]); });
     } else if (l.name == "relu" || l.name == "relu6" || l.name == "flatten") {
       Args a(spec, l, {});
-      if (l.name == "relu") model->add(std::make_shared<ReLU>());
-      else if (l.name == "relu6") model->add(std::make_shared<ReLU6>());
+      if (l.name == "relu") add([] { return std::make_shared<ReLU>(); });
+      else if (l.name == "relu6") add([] { return std::make_shared<ReLU6>(); });
       else {
-        model->add(std::make_shared<Flatten>());
+        add([] { return std::make_shared<Flatten>(); });
         shape = {shape_numel(shape)};
       }
     } else if (l.name == "dropout") {
       Args a(spec, l, {"p"});
       const float p = a.real("p");
       if (!(p >= 0.f && p < 1.f)) fail(spec, l.pos, str("dropout probability must be in [0, 1), got ", p));
-      model->add(std::make_shared<Dropout>(p, rng.next_u64()));
+      add([&] { return std::make_shared<Dropout>(p, rng.next_u64()); });
     } else {
       fail(spec, l.pos,
            str("unknown layer '", l.name,
@@ -236,6 +286,34 @@ std::shared_ptr<Sequential> build_model(const std::string& spec_or_preset, const
                "cifar-cnn)"));
     }
   }
+  return size;
+}
+
+}  // namespace
+
+ModelSize model_size(const std::string& spec_or_preset, const Shape& input) {
+  Rng rng(0);
+  return walk(spec_or_preset, input, rng, Init::pytorch, nullptr);
+}
+
+int64_t largest_batch(const ModelSize& size) {
+  return std::max<int64_t>(1, limits().activation_bytes / (4 * std::max<int64_t>(1, size.largest_activation)));
+}
+
+void check_batch(const ModelSize& size, int64_t batch, const std::string& who) {
+  const int64_t fit = largest_batch(size);
+  if (batch > fit)
+    throw std::invalid_argument(str(who, ": a batch of ", batch, " makes the largest activation (", size.largest_activation,
+                                    " float32 values per example) exceed ", limits().activation_bytes,
+                                    " bytes; at most ", fit, " fit ",
+                                    limit_hint(limits().activation_bytes, "CRAYON_MAX_ACTIVATION_BYTES")));
+}
+
+std::shared_ptr<Sequential> build_model(const std::string& spec_or_preset, const Shape& input, Rng& rng, Init init,
+                                        ModelSize* size) {
+  auto model = std::make_shared<Sequential>();
+  const ModelSize s = walk(spec_or_preset, input, rng, init, model.get());
+  if (size) *size = s;
   return model;
 }
 

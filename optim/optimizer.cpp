@@ -146,10 +146,18 @@ void Optimizer::load_state(const NamedTensors& state) {
   }
   if (steps < 0)
     throw std::invalid_argument("optimizer state: missing entry \"step\"");
-  for (size_t i = 0; i < n; ++i)
+  for (size_t i = 0; i < n; ++i) {
     if (updates[i] > steps)
       throw std::invalid_argument(str("optimizer state \"step.", i, "\": ", updates[i],
                                       " updates exceed \"step\" = ", steps));
+    // Every update made every buffer of the parameter, and only an update makes one: a
+    // buffer missing or extra would silently restart or invent its state.
+    for (size_t k = 0; k < kinds_.size(); ++k)
+      if (buffers[k][i].defined() != (updates[i] > 0))
+        throw std::invalid_argument(str("optimizer state: ", updates[i] > 0 ? "missing" : "unexpected", " entry \"",
+                                        kinds_[k].first, ".", i, "\" (parameter ", i, " has ", updates[i],
+                                        " updates)"));
+  }
 
   steps_ = steps;
   updates_ = std::move(updates);

@@ -16,7 +16,7 @@ SGD::SGD(std::vector<Variable> params, SgdOptions options)
         str("SGD: weight_decay must be finite and >= 0, got ", options.weight_decay));
   if (options.nesterov && options.momentum <= 0.f)
     throw std::invalid_argument("SGD: nesterov requires momentum > 0");
-  add_state_kind("momentum", &momentum_);
+  if (options.momentum != 0.f) add_state_kind("momentum", &momentum_);
 }
 
 void SGD::update(size_t i, float* w, const float* g, int64_t n) {

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/limits.h"
 #include "core/parallel.h"
 #include "quant/int8_ops.h"
 
@@ -32,14 +33,25 @@ namespace {
 
 bool has_weights(const Int8Layer& l) { return l.op == Int8Layer::Op::conv2d || l.op == Int8Layer::Op::linear; }
 
+// Scales a trained grid can have: normal floats far from underflow and overflow, so that
+// every multiplier derived from them is a normal double (quant/requant.h).
+constexpr float kMinScale = 1e-12f, kMaxScale = 1e12f;
+
+bool sane_scale(float s) { return s >= kMinScale && s <= kMaxScale; }  // false for NaN
+
 void check_grid(const std::string& where, const char* what, float scale, int32_t zero_point) {
-  if (!(scale > 0) || !std::isfinite(scale))
-    throw std::invalid_argument(str(where, ": expected a positive finite ", what, "_scale, found ", scale));
+  if (!sane_scale(scale))
+    throw std::invalid_argument(str(where, ": expected ", what, "_scale in [", kMinScale, ", ", kMaxScale, "], found ",
+                                    scale));
   if (zero_point < -128 || zero_point > 127)
     throw std::invalid_argument(str(where, ": expected ", what, "_zero_point in [-128, 127], found ", zero_point));
 }
 
-int64_t pooled(int64_t size, int kernel, int stride, int pad) { return (size + 2 * pad - kernel) / stride + 1; }
+// Output size of a window over `size` (floor); 0 if the window does not fit.
+int64_t pooled(int64_t size, int64_t kernel, int64_t stride, int64_t pad) {
+  const int64_t span = size + 2 * pad - kernel;
+  return span < 0 ? 0 : span / stride + 1;
+}
 
 // A batch is split over threads only if each gets at least this many images.
 constexpr int64_t kMinImagesPerThread = 8;
@@ -79,7 +91,31 @@ void Int8Model::prepare() {
   if (int64_t(input_lut.size()) != channels * 256)
     throw std::invalid_argument(str("int8 model: expected an input table of ", channels, " x 256 entries, found ",
                                     input_lut.size()));
+  if (int64_t(input_mean.size()) != channels || int64_t(input_std.size()) != channels)
+    throw std::invalid_argument(str("int8 model: expected ", channels, " input means and stds, found ", input_mean.size(),
+                                    " and ", input_std.size()));
+  for (int64_t c = 0; c < channels; ++c)
+    if (!(std::abs(input_mean[size_t(c)]) <= 1e6) || !(input_std[size_t(c)] >= 1e-6 && input_std[size_t(c)] <= 1e6))
+      throw std::invalid_argument(str("int8 model input: expected channel ", c, "'s mean in [-1e6, 1e6] and std in "
+                                      "[1e-6, 1e6], found mean ", input_mean[size_t(c)], ", std ", input_std[size_t(c)]));
   if (layers.empty()) throw std::invalid_argument("int8 model: no layers");
+  const Limits& lim = limits();
+  if (int64_t(layers.size()) > lim.layers)
+    throw std::invalid_argument(str("int8 model: ", layers.size(), " layers is too many ",
+                                    limit_hint(lim.layers, "CRAYON_MAX_LAYERS")));
+  int64_t weights = 0;
+  // Bytes of one image's output of this shape and element size, against the activation limit.
+  auto activation = [&](const std::string& where, const Shape& s, int64_t element_bytes) {
+    int64_t n = element_bytes;
+    for (int64_t d : s) n = mul_or_overflow(n, d);
+    if (n < 0 || n > lim.activation_bytes)
+      throw std::invalid_argument(str(where, ": an output of ", shape_str(s), " per image exceeds the activation limit ",
+                                      "of ", lim.activation_bytes, " bytes ",
+                                      limit_hint(lim.activation_bytes, "CRAYON_MAX_ACTIVATION_BYTES")));
+    largest_activation = std::max(largest_activation, n);
+  };
+  largest_activation = 0;
+  activation("int8 model input", input_shape, 1);
 
   // Walk the shapes and grids from the input to the logits.
   Shape shape = input_shape;  // per image
@@ -111,6 +147,7 @@ void Int8Model::prepare() {
                       ow = pooled(shape[2], p.kernel_w, p.stride_w, p.pad_w);
         if (oh < 1 || ow < 1) throw std::invalid_argument(str(where, ": the window does not fit ", shape_str(shape)));
         shape = {shape[0], oh, ow};
+        activation(where, shape, l.op == Int8Layer::Op::avgpool2d ? 4 : 1);  // avgpool sums in int32
         if (l.op == Int8Layer::Op::avgpool2d) {
           check_grid(where, "output", l.out_scale, l.out_zero_point);
           l.pool_multiplier = quantize_multiplier(double(l.in_scale) / (double(l.out_scale) * p.kernel_h * p.kernel_w));
@@ -134,8 +171,9 @@ void Int8Model::prepare() {
         if (int64_t(l.weight_scale.size()) != out)
           throw std::invalid_argument(str(where, ": expected ", out, " weight scales, found ", l.weight_scale.size()));
         for (float s : l.weight_scale)
-          if (!(s > 0) || !std::isfinite(s))
-            throw std::invalid_argument(str(where, ": expected positive finite weight scales, found ", s));
+          if (!sane_scale(s))
+            throw std::invalid_argument(str(where, ": expected weight scales in [", kMinScale, ", ", kMaxScale,
+                                            "], found ", s));
         if (l.bias.dtype() != DType::i32 || l.bias.shape() != Shape{out})
           throw std::invalid_argument(str(where, ": expected an int32 bias of shape (", out, "), found ",
                                           dtype_name(l.bias.dtype()), " ", shape_str(l.bias.shape())));
@@ -143,17 +181,24 @@ void Int8Model::prepare() {
           const Conv2dParams& p = l.conv;
           if (p.stride_h < 1 || p.stride_w < 1 || p.pad_h < 0 || p.pad_w < 0)
             throw std::invalid_argument(str(where, ": bad stride/padding"));
-          const int64_t oh = pooled(shape[1], int(l.weight.size(2)), p.stride_h, p.pad_h),
-                        ow = pooled(shape[2], int(l.weight.size(3)), p.stride_w, p.pad_w);
+          const int64_t oh = pooled(shape[1], l.weight.size(2), p.stride_h, p.pad_h),
+                        ow = pooled(shape[2], l.weight.size(3), p.stride_w, p.pad_w);
           if (oh < 1 || ow < 1)
             throw std::invalid_argument(str(where, ": the kernel does not fit ", shape_str(shape)));
           shape = {out, oh, ow};
         } else {
           shape = {out};
         }
+        activation(where, shape, 4);  // int32 accumulators
+        weights += l.weight.numel();
+        if (weights > lim.parameters)
+          throw std::invalid_argument(str(where, ": brings the model to ", weights, " weights ",
+                                          limit_hint(lim.parameters, "CRAYON_MAX_PARAMETERS")));
         try {
           l.packed = pack_weights(l.weight);
-        } catch (const std::invalid_argument& e) {
+          // The kernels fold the input zero point into the bias: it must fit in int32.
+          fold_input_zero_point({l.bias.data_as<int32_t>(), size_t(out)}, l.packed, l.in_zero_point);
+        } catch (const std::exception& e) {
           throw std::invalid_argument(str(where, ": ", e.what()));
         }
         if (!l.logits) {
@@ -171,6 +216,10 @@ void Int8Model::prepare() {
   }
   if (shape.size() != 1) throw std::invalid_argument(str("int8 model: the last layer outputs ", shape_str(shape),
                                                          " per image; expected a vector of logits"));
+}
+
+int64_t Int8Model::largest_batch() const {
+  return std::max<int64_t>(1, limits().activation_bytes / std::max<int64_t>(1, largest_activation));
 }
 
 int64_t Int8Model::num_classes() const {

@@ -70,9 +70,13 @@ struct Int8Model {
   // Checks every layer's shapes and grids against the next and derives what the kernels
   // need (packed weights, fixed-point multipliers). Throws std::invalid_argument
   // naming the layer. export_int8() and load_int8() call it.
+  // Also checks the model against limits() (core/limits.h): layers, weights, and the bytes
+  // of one image's largest layer output.
   void prepare();
 
   int64_t num_classes() const;
+  int64_t largest_activation = 0;  // bytes of one image's largest layer output (int32 counted), from prepare()
+  int64_t largest_batch() const;   // images per forward() within limits().activation_bytes (>= 1)
 
   // images: (B, C, H, W) uint8, as Dataset stores them -> (B, C, H, W) int8 via input_lut.
   Tensor quantize_images(const uint8_t* images, int64_t batch) const;

@@ -165,7 +165,7 @@ void prepare_qat(Sequential& model, const QatConfig& config) {
     if (is_activation(model[i]) || (is_compute(model[i]) && !next_keeps && !(any_compute && i == last_compute)))
       after.push_back(i);
   }
-  // Seeds in forward order (input first), insertion from the back so positions stay valid.
+  // Seeds in forward order, the input's first.
   std::vector<uint64_t> fq_seeds(after.size() + 1);
   for (uint64_t& s : fq_seeds) s = seeds.next_u64();
   auto make = [&](uint64_t seed) {
@@ -173,8 +173,16 @@ void prepare_qat(Sequential& model, const QatConfig& config) {
     fq->train(model.is_training());
     return fq;
   };
-  for (size_t k = after.size(); k-- > 0;) model.insert(after[k] + 1, make(fq_seeds[k + 1]));
-  model.insert(0, make(fq_seeds[0]));
+  // One pass builds the new layer list (inserting one at a time would be quadratic).
+  std::vector<std::shared_ptr<Module>> layers{make(fq_seeds[0])};
+  layers.reserve(model.size() + after.size() + 1);
+  for (size_t i = 0, k = 0; i < model.size(); ++i) {
+    layers.push_back(model.at(i));
+    if (k < after.size() && after[k] == i) layers.push_back(make(fq_seeds[++k]));
+  }
+  const bool training = model.is_training();
+  model = Sequential(std::move(layers));
+  model.train(training);
 }
 
 void calibrate(Sequential& model, const std::function<bool(Tensor& batch)>& next_batch, int64_t batches,

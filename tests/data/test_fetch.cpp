@@ -410,7 +410,7 @@ TEST_CASE("fetch: a bad source or base URL is refused before anything is touched
   CHECK(!fs::exists(dir));
 }
 
-TEST_CASE("fetch: a progress callback can cancel a download; no mirror is tried and nothing is left") {
+TEST_CASE("fetch: a progress callback can cancel a download, no mirror is tried and nothing is left") {
   HttpServer server;
   server.serve("a/f.gz", Bytes(100000, 1));
   server.serve("b/f.gz", Bytes(100000, 1));
