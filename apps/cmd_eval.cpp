@@ -125,6 +125,8 @@ int cmd_eval(int argc, char** argv) {
       throw std::runtime_error(str(compare_path, ": --compare expects an int8 model (from crayon export)"));
   }
   if (dataset.empty()) dataset = main.dataset;
+  if (dataset.empty())
+    throw std::runtime_error(str(model_path, ": names no dataset it was trained on; expected one, or --dataset"));
   if (data_dir.empty() && dataset == main.dataset) data_dir = main.data_dir;
   Dataset test = load_dataset(dataset, false, data_dir);
   if (limit > 0 && limit < test.size()) test = test.slice(0, limit);

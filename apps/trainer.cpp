@@ -217,7 +217,13 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
     }
   };
   setup_optimizer();
-  if (!opt_state.empty()) opt->load_state(opt_state);
+  if (!opt_state.empty()) {
+    try {
+      opt->load_state(opt_state);
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(str(run.resume, ": ", e.what()));
+    }
+  }
   const LrSchedule schedule = parse_schedule(cfg.lr_schedule);
 
   const ChannelStats norm = dataset_stats(cfg.dataset);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <hdf5.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/parse.h"
 
 namespace crayon {
 namespace {
@@ -313,10 +315,44 @@ struct H5Writer::Impl {
   }
 };
 
+namespace {
+
+// A writer killed before commit() (SIGKILL, OOM killer) leaves "<path>.tmp.<pid>.<n>"
+// behind. Removes those of `path` whose process is gone; a live process may still commit
+// its own. Best effort: a directory that cannot be listed or a file that cannot be
+// unlinked is left as it is.
+void remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  fs::directory_iterator it(target.has_parent_path() ? target.parent_path() : ".", ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string_view rest = std::string_view(name).substr(prefix.size());  // "<pid>.<n>"
+    const size_t dot = rest.find('.');
+    unsigned pid = 0;
+    uint64_t n = 0;
+    if (dot == rest.npos || !parse_number(rest.substr(0, dot), pid) ||
+        !parse_number(rest.substr(dot + 1), n))
+      continue;  // digits only: parse_number takes no sign for unsigned types
+    // kill(pid <= 0) would address process groups; EPERM means alive but someone else's.
+    if (pid == 0 || pid > unsigned(std::numeric_limits<pid_t>::max()) ||
+        pid_t(pid) == ::getpid() || ::kill(pid_t(pid), 0) == 0 || errno != ESRCH)
+      continue;
+    std::error_code type_ec;
+    if (fs::is_regular_file(it->symlink_status(type_ec))) ::unlink(it->path().c_str());
+  }
+}
+
+}  // namespace
+
 H5Writer::H5Writer(std::string path) : impl_(std::make_unique<Impl>()) {
   silence_hdf5();
   static std::atomic<unsigned> counter{0};
   impl_->path = std::move(path);
+  remove_stale_temporaries(impl_->path);
   impl_->tmp = str(impl_->path, ".tmp.", ::getpid(), ".", counter++);
   Handle fcpl = make_plist(H5P_FILE_CREATE);
   H5Pset_obj_track_times(fcpl.get(), false);

@@ -30,7 +30,10 @@ namespace crayon {
 // Writes a new file atomically: everything goes to a temporary file in the same directory,
 // and only commit() renames it onto `path`. A writer destroyed without commit() (an
 // exception mid-way, a NaN in the weights) removes its temporary file and leaves whatever
-// was at `path` untouched, so the last good checkpoint survives.
+// was at `path` untouched, so the last good checkpoint survives. A writer killed outright
+// (SIGKILL) leaves its `path`.tmp.<pid>.<n> behind; the next H5Writer of the same `path`
+// removes every such file whose process no longer exists (best effort, never throws), and
+// nothing else: not a live process's, not another name's, not a directory.
 class H5Writer {
  public:
   explicit H5Writer(std::string path);

@@ -18,7 +18,7 @@ void override_from_env(const char* name, int64_t& value) {
   if (!v) return;
   int64_t n = 0;
   if (!parse_number(v, n) || n < 1)
-    throw std::invalid_argument(str(name, ": expected a positive integer, found '", v, "'"));
+    throw std::runtime_error(str(name, ": expected a positive integer, found '", v, "'"));
   value = n;
 }
 

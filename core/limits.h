@@ -21,7 +21,7 @@ struct Limits {
 };
 
 // The limits in force: the defaults, overridden by the environment variables above (read
-// once; a value that is not a positive integer throws std::invalid_argument naming it).
+// once; a value that is not a positive integer throws std::runtime_error naming it).
 const Limits& limits();
 void set_limits(const Limits& l);
 

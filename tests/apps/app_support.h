@@ -82,12 +82,21 @@ inline void check_same_weights(const std::string& a, const std::string& b) {
 
 
 // Runs the crayon binary (CRAYON_BINARY) with a shell argument string, stdout to `out` and
-// stderr to `err` in a folder; returns the exit status.
+// stderr to `err` in a folder; returns the exit status. A leading "NAME=value ..." in args
+// sets environment variables for that run.
 struct Cli {
   std::string out, err;
   explicit Cli(const TempDir& dir) : out(dir / "stdout.txt"), err(dir / "stderr.txt") {}
-  int operator()(const std::string& args) const {
-    const int status = std::system((std::string(CRAYON_BINARY) + " " + args + " > " + out + " 2> " + err).c_str());
+  int operator()(std::string args) const {
+    std::string env;
+    while (true) {
+      const size_t sp = args.find(' '), eq = args.find('=');
+      if (sp == std::string::npos || eq == std::string::npos || eq > sp || args.find('-') < eq) break;
+      env += args.substr(0, sp + 1);
+      args.erase(0, sp + 1);
+    }
+    const int status =
+        std::system((env + std::string(CRAYON_BINARY) + " " + args + " > " + out + " 2> " + err).c_str());
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
   std::string first_error_line() const {

@@ -18,6 +18,7 @@
 
 #include "core/check.h"
 #include "core/h5io.h"
+#include "core/limits.h"
 #include "core/ops.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -245,7 +246,10 @@ TEST_CASE("int8 file: truncated, mistyped, reshaped, incomplete and linked-out f
   CHECK(refused(variant("short_bias.h5", [](Int8Model& m) { m.layers[0].bias = Tensor::zeros({5}, DType::i32); }),
                 "layers/000/bias"));
   CHECK(refused(variant("scale.h5", [](Int8Model& m) { m.layers[0].out_scale *= 2; }), "layers/002"));
-  CHECK(refused(variant("minus128.h5", [](Int8Model& m) { m.layers[0].weight.data_as<int8_t>()[0] = -128; }),
+  CHECK(refused(variant("minus128.h5", [](Int8Model& m) {
+                  m.layers[0].weight = m.layers[0].weight.clone();  // not the fixture's storage
+                  m.layers[0].weight.data_as<int8_t>()[0] = -128;
+                }),
                 "layers/000"));
   CHECK(refused(variant("clamp.h5", [](Int8Model& m) { m.layers[0].act_min = 100, m.layers[0].act_max = 50; }),
                 "layers/000"));
@@ -290,6 +294,64 @@ TEST_CASE("int8 file: truncated, mistyped, reshaped, incomplete and linked-out f
   std::ofstream(garbage) << "not hdf5";
   CHECK_FALSE(is_int8_file(garbage));
   CHECK(refused(garbage, ""));
+}
+
+TEST_CASE("int8 file: absurd scales and statistics, a bias that overflows and outputs beyond the limits are refused by name") {
+  const Fixture& f = fixture();
+  TempDir dir;
+  auto refused = [&](const std::string& name, auto mutate, const std::string& expect) {
+    CAPTURE(name);
+    Int8Model m = f.int8;
+    mutate(m);
+    const std::string p = dir / name;
+    save_int8(m, p);
+    try {
+      load_int8(p);
+      FAIL("load_int8 accepted ", name);
+    } catch (const std::runtime_error& e) {
+      const std::string msg = e.what();
+      INFO(msg);
+      CHECK(msg.find(p) != std::string::npos);
+      CHECK(msg.find(expect) != std::string::npos);
+    }
+  };
+  refused("tiny_weight_scale.h5", [](Int8Model& m) { m.layers[0].weight_scale[2] = 1e-30f; },
+          "layers/000 (conv2d): expected weight scales in [1e-12, 1e+12], found 1e-30");
+  refused("huge_out_scale.h5", [](Int8Model& m) { m.layers[0].out_scale = 1e30f; }, "output_scale");
+  refused("std_zero.h5", [](Int8Model& m) { m.input_std[0] = 0; }, "std in [1e-6, 1e6], found mean 0.1307, std 0");
+  refused("std_nan.h5", [](Int8Model& m) { m.input_std[0] = std::nanf(""); }, "std nan");
+  refused("mean_inf.h5", [](Int8Model& m) { m.input_mean[0] = INFINITY; }, "mean inf");
+  // bias - z_in * rowsum must fit in int32 for every channel: push each past the end its
+  // row sum points away from.
+  refused("bias.h5", [](Int8Model& m) {
+    Int8Layer& l = m.layers[0];
+    l.bias = l.bias.clone();  // a copied Int8Model shares its tensors' storage
+    const int64_t per = l.weight.numel() / l.weight.size(0);
+    for (int64_t o = 0; o < l.weight.size(0); ++o) {
+      int64_t rowsum = 0;
+      for (int64_t k = 0; k < per; ++k) rowsum += l.weight.data_as<int8_t>()[o * per + k];
+      const int64_t zr = int64_t(l.in_zero_point) * rowsum;
+      l.bias.data_as<int32_t>()[o] = zr < 0 ? INT32_MAX : INT32_MIN;
+    }
+    REQUIRE(l.in_zero_point != 0);
+  }, "does not fit in int32");
+  // An input of 65536 x 65536 pixels: 4 GiB per image before the first layer.
+  refused("input.h5", [](Int8Model& m) { m.input_shape = {1, 65536, 65536}; }, "CRAYON_MAX_ACTIVATION_BYTES");
+  // Padding that makes the first conv's int32 output 6 x 8216 x 8216 x 4 bytes = 1.6 GB: within
+  // the default limit, refused under a lower one, which is a setting.
+  const Limits saved = limits();
+  Limits low = saved;
+  low.activation_bytes = int64_t(1) << 30;
+  set_limits(low);
+  refused("padding.h5", [](Int8Model& m) { m.layers[0].conv.pad_h = m.layers[0].conv.pad_w = 4096; },
+          "layers/000 (conv2d): an output of (6, 8216, 8216) per image exceeds the activation limit of 1073741824 bytes");
+  set_limits(saved);
+  // And the model as exported loads, its largest batch within the limit.
+  const std::string ok = dir / "ok.h5";
+  save_int8(f.int8, ok);
+  const Int8Model m = load_int8(ok);
+  CHECK(m.largest_activation == 6 * 28 * 28 * 4);  // conv1's int32 accumulators
+  CHECK(m.largest_batch() == limits().activation_bytes / (6 * 28 * 28 * 4));
 }
 
 TEST_CASE("int8 export: what has no integer form is refused naming the layer") {
