@@ -10,7 +10,7 @@
 #include "core/parallel.h"
 #include "data/dataset.h"
 #include "data/loader.h"
-#include "quant/int8_export.h"
+#include "quant/int8/file.h"
 #include "quant/prediction_kl.h"
 #include "quant/qat.h"
 

@@ -1,5 +1,5 @@
 // crayon export: a quantized checkpoint (QAT or PTQ) to the integer engine's int8 file
-// (format in quant/int8_export.h and the README).
+// (format in the README, "int8 model").
 #include <cstdio>
 #include <filesystem>
 

@@ -5,7 +5,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "nn/module.h"
-#include "quant/int8_model.h"
+#include "quant/int8/model.h"
 
 namespace crayon {
 

@@ -19,7 +19,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "quant/int8_export.h"
-#include "quant/int8_gemm.h"
+#include "quant/int8/gemm.h"
 #include "quant/qat.h"
 
 using namespace crayon;

@@ -50,7 +50,7 @@ struct LoaderOptions {
 
 // What the network sees for each pixel value: [c * 256 + v] = (v / 255 - mean[c]) / std[c]
 // in float32 (empty mean/std: 0 and 1). The loader normalizes through this table, and the
-// int8 export folds it into the input quantization (quant/int8_model.h). Throws
+// int8 export folds it into the input quantization (quant/int8/model.h). Throws
 // std::invalid_argument for a size mismatch or std <= 0.
 std::vector<float> pixel_table(const ChannelStats& norm, int64_t channels);
 

@@ -1,4 +1,4 @@
-// The int8 engine's integer kernels (quant/int8_gemm.h, quant/requant.h, quant/int8_ops.h):
+// The int8 engine's integer kernels (quant/int8/gemm.h, quant/int8/requant.h, quant/int8/ops.h):
 // every GEMM path equals the triple loop exactly, the fixed-point output stage is within one
 // LSB of float64 math (gemmlowp's standard), conv equals its direct seven-loop oracle. The
 // fused kernels (output stage inside the GEMM tiles, conv as channels x pixels, conv + max
@@ -16,10 +16,10 @@
 
 #include "core/parallel.h"
 #include "core/rng.h"
-#include "quant/int8_gemm.h"
-#include "quant/int8_model.h"
-#include "quant/int8_ops.h"
-#include "quant/requant.h"
+#include "quant/int8/gemm.h"
+#include "quant/int8/model.h"
+#include "quant/int8/ops.h"
+#include "quant/int8/requant.h"
 
 using namespace crayon;
 

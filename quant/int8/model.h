@@ -7,7 +7,7 @@
 //              folded into one table per channel, so the engine starts from integers
 //   conv2d / linear   acc = sum (q_x - z_in) * q_w + bias (int32, exact), then
 //              q_y = clamp(z_out + mbqm(acc, M[c]), act_min, act_max), M[c] = s_in s_w[c] / s_out
-//              (quant/requant.h); act_min / act_max carry the fused ReLU / ReLU6 and the
+//              (quant/int8/requant.h); act_min / act_max carry the fused ReLU / ReLU6 and the
 //              activation grid's own range; the last such layer may have no output grid:
 //              it is the logits layer, whose int32 acc is dequantized
 //   maxpool2d  exact on int8;  avgpool2d  requantized sum, M = s_in / (s_out KH KW)
@@ -22,8 +22,8 @@
 
 #include "core/ops_conv.h"
 #include "core/tensor.h"
-#include "quant/int8_gemm.h"
-#include "quant/requant.h"
+#include "quant/int8/gemm.h"
+#include "quant/int8/requant.h"
 
 namespace crayon {
 
@@ -82,7 +82,7 @@ struct Int8Model {
   Tensor quantize_images(const uint8_t* images, int64_t batch) const;
 
   // q: (B, C, H, W) int8 on the input grid -> (B, classes) float logits. reference = true
-  // runs the plain-loop kernels (quant/int8_ops.h), the oracle of the fast ones; trace, if
+  // runs the plain-loop kernels (quant/int8/ops.h), the oracle of the fast ones; trace, if
   // given, receives every layer's output in order. The fast path gives each thread a slice of
   // the batch through the whole network and fuses a conv with the max pool after it; the
   // numbers are the same for any thread count (every image is computed alone).

@@ -1,6 +1,6 @@
 #pragma once
 // int8 x int8 -> int32 matrix multiply, the one kernel under every integer layer
-// (gemmlowp's core: exact integer dot products; scaling happens later, quant/requant.h).
+// (gemmlowp's core: exact integer dot products; scaling happens later, quant/int8/requant.h).
 //
 //     c[i][j] = sum_k a[i][k] * w[j][k]          a: (M, K) int8, w: (N, K) int8 -> c: (M, N) int32
 //
@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "quant/requant.h"
+#include "quant/int8/requant.h"
 
 namespace crayon {
 
@@ -72,7 +72,7 @@ void gemm_s8(const int8_t* a, int64_t m, int64_t k, const PackedWeights& w, int3
 // while it is still in registers, instead of a second pass over an int32 matrix.
 //   gemm_s8_acc      c (m, N) int32 = a x w^T + bias, each sum saturated to int32 (bias may be
 //                    null): the accumulators of a logits layer
-//   gemm_s8_requant  y (m, N) int8 = requantize(a x w^T, bias, stage) (quant/requant.h), bit
+//   gemm_s8_requant  y (m, N) int8 = requantize(a x w^T, bias, stage) (quant/int8/requant.h), bit
 //                    for bit
 // Threads as gemm_s8.
 void gemm_s8_acc(const int8_t* a, int64_t m, int64_t k, const PackedWeights& w, const int32_t* bias, int32_t* c,

@@ -1,4 +1,4 @@
-#include "quant/int8_gemm.h"
+#include "quant/int8/gemm.h"
 
 #include <algorithm>
 #include <atomic>

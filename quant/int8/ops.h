@@ -5,7 +5,7 @@
 // Every activation is int8 on an affine grid (s, z): real = s * (q - z). A linear or conv
 // layer accumulates exactly in int32,
 //     acc[c] = sum_k (q_x - z_in) * q_w[c,k] + bias[c]          (real: s_in * s_w[c] * acc[c])
-// and an OutputStage (quant/requant.h) maps acc to the output grid with the fused
+// and an OutputStage (quant/int8/requant.h) maps acc to the output grid with the fused
 // activation clamp. The input zero point is folded into the bias (fold_input_zero_point), so
 // the GEMM multiplies raw q_x; convolution pads with z_in, which is real 0 and adds nothing
 // once folded. Weights are packed once (pack_weights) and must be symmetric, in [-127, 127].
@@ -14,8 +14,8 @@
 
 #include "core/ops_conv.h"
 #include "core/tensor.h"
-#include "quant/int8_gemm.h"
-#include "quant/requant.h"
+#include "quant/int8/gemm.h"
+#include "quant/int8/requant.h"
 
 namespace crayon {
 

@@ -1,4 +1,4 @@
-#include "quant/int8_model.h"
+#include "quant/int8/model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include "core/check.h"
 #include "core/limits.h"
 #include "core/parallel.h"
-#include "quant/int8_ops.h"
+#include "quant/int8/ops.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -34,7 +34,7 @@ namespace {
 bool has_weights(const Int8Layer& l) { return l.op == Int8Layer::Op::conv2d || l.op == Int8Layer::Op::linear; }
 
 // Scales a trained grid can have: normal floats far from underflow and overflow, so that
-// every multiplier derived from them is a normal double (quant/requant.h).
+// every multiplier derived from them is a normal double (quant/int8/requant.h).
 constexpr float kMinScale = 1e-12f, kMaxScale = 1e12f;
 
 bool sane_scale(float s) { return s >= kMinScale && s <= kMaxScale; }  // false for NaN

@@ -1,4 +1,4 @@
-#include "quant/int8_ops.h"
+#include "quant/int8/ops.h"
 
 #include <algorithm>
 #include <cstring>

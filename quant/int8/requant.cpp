@@ -1,11 +1,11 @@
-#include "quant/requant.h"
+#include "quant/int8/requant.h"
 
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 #include "core/check.h"
-#include "quant/int8_gemm.h"
+#include "quant/int8/gemm.h"
 
 namespace crayon {
 

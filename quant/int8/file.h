@@ -1,0 +1,26 @@
+#pragma once
+// The integer engine's file: an Int8Model as HDF5, format "crayon-int8" version 1. Its
+// layout, dtypes and arithmetic are documented once, in the README ("int8 model").
+#include <cstdint>
+#include <string>
+
+#include "quant/int8/model.h"
+
+namespace crayon {
+
+inline constexpr const char* kInt8Format = "crayon-int8";
+inline constexpr int64_t kInt8FormatVersion = 1;
+
+// Atomic (temporary file + rename, core/h5io.h).
+void save_int8(const Int8Model& model, const std::string& path);
+
+// Reads and validates everything (core/h5io.h's checks on each dataset, then the model's
+// own consistency, and the stored multipliers against the scales); throws
+// std::runtime_error naming the file and the object.
+Int8Model load_int8(const std::string& path);
+
+// True if path is an HDF5 file whose root says format = "crayon-int8" (false for anything
+// else, including files that do not open).
+bool is_int8_file(const std::string& path);
+
+}  // namespace crayon
