@@ -77,6 +77,65 @@ Variable square_overwriting(const Variable& x) {
   }, "square_test");
 }
 
+// op's own forward, with op's own backward (run on a fresh graph of fresh leaves) scaled
+// by factors[i] for input i: a backward that is right except for a relative error of
+// factors[i] - 1 in the gradient of input i.
+Variable with_scaled_backward(const GradFn& op, const Vars& in, const std::vector<float>& factors) {
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    Vars constants;
+    for (const Variable& v : in) constants.push_back(v.detach());
+    y = op(constants).value().clone();
+  }
+  return make_result(std::move(y), in, [op, factors](const Tensor& dy, std::vector<Variable>& inputs) {
+    Vars leaves;
+    for (const Variable& v : inputs) leaves.emplace_back(v.value().clone(), v.requires_grad());
+    op(leaves).backward(dy);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (!inputs[i].requires_grad() || !leaves[i].has_grad()) continue;
+      Tensor g = leaves[i].grad().clone();
+      for (float& v : g.values()) v *= factors[i];
+      inputs[i].add_grad(g);
+    }
+  }, "scaled_backward_test");
+}
+
+// Ops of every kind, at inputs like those of their own checks below: a product, smooth
+// elementwise nonlinearities, softmax-like ops and reductions, and the noisiest checks
+// (conv2d and batch_norm, whose outputs are long float32 sums).
+struct ScaledCase {
+  std::string name;
+  GradFn op;
+  std::vector<Tensor> inputs;
+  bool elementwise = false;  // a diagonal Jacobian with no entry near 0
+};
+
+std::vector<ScaledCase> scaled_cases() {
+  std::vector<ScaledCase> cases;
+  cases.push_back({"matmul", [](const Vars& v) { return matmul(v[0], v[1]); },
+                   {uniform({3, 5}, 1000), uniform({5, 4}, 1001)}});
+  cases.push_back({"tanh", [](const Vars& v) { return tanh(v[0]); }, {uniform({3, 4}, 1002, -2.f, 2.f)}, true});
+  cases.push_back({"exp", [](const Vars& v) { return exp(v[0]); }, {uniform({3, 4}, 1003, -2.f, 2.f)}, true});
+  cases.push_back({"softmax", [](const Vars& v) { return softmax(v[0]); }, {normal({2, 3, 4}, 1004, 2.f)}});
+  cases.push_back({"log_softmax axis 1", [](const Vars& v) { return log_softmax(v[0], 1); },
+                   {normal({2, 3, 4}, 1005, 2.f)}});
+  cases.push_back({"sum of squares", [](const Vars& v) { return sum(mul(v[0], v[0]), 1); },
+                   {uniform({3, 5}, 1006)}});
+  const Tensor labels = Tensor::from_i32({4}, std::vector<int32_t>{0, 4, 2, 4});
+  cases.push_back({"cross_entropy", [labels](const Vars& v) { return cross_entropy(v[0], labels); },
+                   {normal({4, 5}, 1007, 2.f)}});
+  cases.push_back({"conv2d", [](const Vars& v) { return conv2d(v[0], v[1], v[2], {1, 1, 1, 1}); },
+                   {uniform({2, 3, 5, 5}, 1008), uniform({4, 3, 3, 3}, 1009), uniform({4}, 1010)}});
+  Tensor running_mean = Tensor::zeros({3}), running_var = Tensor::ones({3});
+  cases.push_back({"batch_norm training",
+                   [=](const Vars& v) mutable {
+                     return batch_norm(v[0], v[1], v[2], running_mean, running_var, true);
+                   },
+                   {normal({2, 3, 3, 2}, 1011), uniform({3}, 1012, 0.5f, 1.5f), uniform({3}, 1013)}});
+  return cases;
+}
+
 }  // namespace
 
 TEST_CASE("gradcheck: accepts a correct backward") {
@@ -96,6 +155,55 @@ TEST_CASE("gradcheck: fails on a backward that is off by a factor of 2 or by 5 p
     CHECK_FALSE(r.ok());
     CHECK(r.mismatches[0] == 6);  // every diagonal entry of the 6x6 Jacobian is wrong
   }
+}
+
+TEST_CASE("gradcheck: fails on a backward that is off by 1 percent or by 0.1 percent") {
+  const Tensor x = away_from_zero({2, 3}, 2);
+  for (float factor : {2.02f, 1.98f, 2.002f, 1.998f}) {
+    CAPTURE(factor);
+    const GradCheckResult r =
+        compare_gradients([factor](const Vars& v) { return square_with_derivative(v[0], factor); }, {x});
+    CHECK_FALSE(r.ok());
+    CHECK(r.mismatches[0] == 6);
+  }
+}
+
+TEST_CASE("gradcheck: accepts every op of the scaled-backward self-tests with its backward unscaled") {
+  for (const ScaledCase& c : scaled_cases()) {
+    CAPTURE(c.name);
+    const std::vector<float> ones(c.inputs.size(), 1.f);
+    const GradCheckResult r = compare_gradients(
+        [&](const Vars& v) { return with_scaled_backward(c.op, v, ones); }, c.inputs);
+    CHECK(r.ok());
+    CHECK(compare_gradients(c.op, c.inputs).ok());
+  }
+}
+
+TEST_CASE("gradcheck: fails on a backward scaled by 1.01, 0.99, 1.001 or 0.999 in any op, for any one input") {
+  for (const ScaledCase& c : scaled_cases())
+    for (size_t wrong = 0; wrong < c.inputs.size(); ++wrong) {
+      CAPTURE(c.name);
+      CAPTURE(wrong);
+      std::vector<int64_t> flagged;  // entries of the wrong input flagged, per factor
+      for (float factor : {1.01f, 0.99f, 1.001f, 0.999f}) {
+        CAPTURE(factor);
+        std::vector<float> factors(c.inputs.size(), 1.f);
+        factors[wrong] = factor;
+        const GradCheckResult r = compare_gradients(
+            [&](const Vars& v) { return with_scaled_backward(c.op, v, factors); }, c.inputs);
+        CHECK_FALSE(r.ok());
+        for (size_t i = 0; i < c.inputs.size(); ++i)
+          if (i != wrong) CHECK(r.mismatches[i] == 0);  // only the wrong gradient is flagged
+        CHECK(r.mismatches[wrong] > 0);
+        // An elementwise op's Jacobian is its diagonal, with no entry near 0: all are caught.
+        if (c.elementwise) CHECK(r.mismatches[wrong] == c.inputs[wrong].numel());
+        flagged.push_back(r.mismatches[wrong]);
+      }
+      // A 1 % error is caught on (nearly) every nonzero entry; a 0.1 % error misses only
+      // the entries below ~atol / 8e-4 in size, so it still catches most of them.
+      CHECK(3 * flagged[2] >= 2 * flagged[0]);
+      CHECK(3 * flagged[3] >= 2 * flagged[1]);
+    }
 }
 
 TEST_CASE("gradcheck: fails on a backward that drops the Jacobian's off-diagonal terms") {

@@ -3,27 +3,52 @@
 // AutogradTestUtils, tinygrad's helper_test_op): the FULL Jacobian of fn at the given
 // inputs, computed two ways and compared element by element.
 //
-//   numeric  column k of input i:  J[:, k] = (f(x + h e_k) - f(x - h e_k)) / (2h)
-//            (central differences; the difference of the two float outputs is taken in
-//            double, and h is the step actually stored after rounding x +- eps to float)
+//   numeric  column k of input i: central differences at the half-steps h and h/2,
+//              D(s) = (f(x + s e_k) - f(x - s e_k)) / (2s),          h = eps = 0.05,
+//            extrapolated to s = 0 (Richardson, in s^2):  J[:, k] = (4 D(h/2) - D(h)) / 3.
+//            The forward passes are float32 (there is no double path); the difference of
+//            two float outputs is taken in double, s is the half-step actually stored after
+//            rounding x +- s to float, and the extrapolation uses those stored steps
+//            (Neville's formula), so rounding x +- s adds no error of its own. levels = 3
+//            adds h/4 and cancels the s^4 term too; levels = 1 is plain central differences.
 //   analytic row j:                J[j, :] = grad of x after out.backward(one_hot(j)),
 //            each row from a fresh forward pass on fresh leaf Variables, so nothing
 //            accumulates between rows.
 //
-// Tolerances, for float32 forward passes. An element passes when
-//     |analytic - numeric| <= atol + rtol * |numeric|,   eps = 1e-2, atol = 2e-3, rtol = 1e-2.
-// Why these suit float32:
-//   - rounding: each output carries a relative error of a few ulps (~1e-7 x |y|); divided
-//     by the step 2*eps = 2e-2 that is ~1e-5 x |y| of noise in the numeric derivative, so
-//     outputs up to |y| ~ 10 stay well inside atol. (eps = 1e-3 would make it ~1e-4 x |y|,
-//     too close to atol for sums over many elements.)
-//   - truncation: central differences err by eps^2/6 * f''' ~ 2e-5 * f''', below rtol as
-//     long as the inputs keep f''' moderate (log/sqrt/pow away from 0, sigmoid/tanh/exp on
-//     O(1) inputs) and stay at least 5*eps away from kinks (relu at 0, relu6 at 0 and 6,
-//     clamp bounds, ties in max) so neither step crosses one.
-//   - power: a gradient off by a factor 2, with the wrong sign, or missing a term whose size
-//     is a few percent of the total fails by orders of magnitude; the self-tests in
-//     test_gradients.cpp show the check failing on deliberately wrong backward functions.
+// An element passes when
+//     |analytic - numeric| <= atol * max(1, max_j |y_j|) + rtol * |numeric|,
+//     eps = 5e-2, levels = 2, atol = 1e-5, rtol = 2e-4,
+// so a backward off by 0.1 % fails on every entry with |J| above ~0.013 x max(1, max|y|);
+// the self-tests in test_gradients.cpp show 1 % and 0.1 % errors caught in matmul, tanh,
+// exp, softmax, log_softmax, a sum of squares, cross_entropy, conv2d and batch_norm.
+// The error budget of the numeric side, for float32 forward passes:
+//   - truncation: D(s) = f' + s^2 f'''/6 + s^4 f^(5)/120 + ..., so the extrapolation errs
+//     by h^4 f^(5)/480 ~ 1.3e-8 f^(5), ~1e-6 relative where f^(5)/f' = 100. The worst case
+//     in the suite is pow(x, -2.5) on [0.5, 2] (f^(5)/f' = 9e3 at 0.5, 1.2e-4 there),
+//     measured 4e-5 relative. Plain central differences err by h^2 f'''/6 instead: 2.6 %
+//     on that case at h = 0.05, 0.1 % at h = 0.01 (the old scheme), and smaller steps
+//     multiply the rounding noise below.
+//   - rounding: each output carries an error of a few ulps of the magnitudes it is
+//     computed from (~1e-7 x |y|, more for long sums); divided by the steps and weighted
+//     by 4/3 and 1/3 it becomes ~40 x as much noise in J, ~4e-6 x |y|. Hence atol scales
+//     with the largest output (an entry of 0 has no magnitude of its own to scale by), and
+//     the steps are this large: halving them doubles the noise.
+//   - measured on every check in test_gradients.cpp and test_layers.cpp: the worst
+//     |diff| / tolerance of any entry is 0.33 (conv2d; batch_norm in training 0.28), a
+//     margin of 3 on correct ops. The largest relative error on entries with |J| >= 0.1
+//     is 1.4e-4 (batch_norm in training; rounding: its numeric estimates at other steps
+//     scatter by as much on both sides of the analytic value), 9e-5 in conv2d (all of it
+//     rounding: conv is bilinear, so it has no truncation error), and the largest
+//     absolute error on entries below 0.01 is 1e-5 (conv2d, outputs up to 4.5). A 0.1 %
+//     error stands 5 x above rtol. The analytic side's own float32 rounding (~1e-6
+//     relative) is far below all of these.
+//   - kinks: inputs must stay more than eps away from kinks (relu at 0, relu6 at 0 and 6,
+//     clamp bounds, ties in max) so that no step crosses one; the suite keeps them 0.1
+//     away. Piecewise-linear ops then have no truncation error at all.
+//   - cost: 2 * levels forward passes per input element, plus one forward and one
+//     backward pass per output element.
+// Loosen an option for one check only for a reason on the numeric side (measured noise or
+// curvature), never to make a mismatch go away.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -43,9 +68,10 @@ using GradFn = std::function<Variable(const std::vector<Variable>&)>;
 
 struct GradCheckOptions {
   std::string name = "op";  // shown in failure messages
-  float eps = 1e-2f;
-  double atol = 2e-3;
-  double rtol = 1e-2;
+  float eps = 5e-2f;   // the larger half-step h; the others are h/2, h/4, ...
+  int levels = 2;      // central differences at h, h/2, ... extrapolated to a step of 0
+  double atol = 1e-5;  // per unit of max(1, max_j |y_j|), the largest output's magnitude
+  double rtol = 2e-4;
   // Which inputs are differentiated (others are passed as constants, requires_grad false).
   // Empty: all of them.
   std::vector<bool> wrt = {};
@@ -56,6 +82,7 @@ struct GradMismatch {
   int input;
   int64_t out_index, in_index;  // flat indices
   double analytic, numeric;
+  double central;  // the plain central difference at the finest step, for diagnosis
 };
 
 struct GradCheckResult {
@@ -65,6 +92,8 @@ struct GradCheckResult {
   bool output_finite = true;
   bool output_requires_grad = true;
   double max_abs_err = 0;
+  double max_ratio = 0;  // the largest |analytic - numeric| / tolerance (> 1: a mismatch)
+  double atol = 0;       // the absolute tolerance used: opts.atol * max(1, max_j |y_j|)
   bool ok() const {
     if (!output_finite || !output_requires_grad) return false;
     for (int64_t m : mismatches)
@@ -112,28 +141,54 @@ inline GradCheckResult compare_gradients(const GradFn& fn, const std::vector<Ten
     if (!std::isfinite(v)) res.output_finite = false;
   const int64_t M = y0.numel();
 
-  // Numeric Jacobians, J[i] is (M, numel_i), row-major in double.
-  std::vector<std::vector<double>> numeric(n_in);
+  double y_scale = 1;
+  for (float v : y0.values()) y_scale = std::max(y_scale, double(std::fabs(v)));
+  res.atol = opts.atol * y_scale;
+
+  // Numeric Jacobians, J[i] is (M, numel_i), row-major in double, and the plain central
+  // differences at the finest step (for the failure messages).
+  const int L = std::max(1, opts.levels);
+  std::vector<std::vector<double>> numeric(n_in), central(n_in);
+  std::vector<double> t(static_cast<size_t>(L));  // squared half-steps, as stored
+  // T[l][j]: column m of the tableau, row l (Neville's scheme in t = s^2).
+  std::vector<std::vector<double>> T(static_cast<size_t>(L), std::vector<double>(static_cast<size_t>(M)));
   for (size_t i = 0; i < n_in; ++i) {
     if (!wants(i)) continue;
     const int64_t N = x[i].numel();
     numeric[i].assign(size_t(M * N), 0.0);
+    central[i].assign(size_t(M * N), 0.0);
     float* p = x[i].data();
     for (int64_t k = 0; k < N; ++k) {
       const float orig = p[k];
-      const float hi = orig + opts.eps, lo = orig - opts.eps;
-      Tensor y_hi, y_lo;
-      {
-        NoGradGuard no_grad;
-        p[k] = hi;
-        y_hi = forward(false).value().clone();
-        p[k] = lo;
-        y_lo = forward(false).value().clone();
+      for (int l = 0; l < L; ++l) {
+        const float h = opts.eps / float(1 << l);
+        const float hi = orig + h, lo = orig - h;
+        Tensor y_hi, y_lo;
+        {
+          NoGradGuard no_grad;
+          p[k] = hi;
+          y_hi = forward(false).value().clone();
+          p[k] = lo;
+          y_lo = forward(false).value().clone();
+        }
+        p[k] = orig;
+        const double half = 0.5 * (double(hi) - double(lo));
+        t[size_t(l)] = half * half;
+        for (int64_t j = 0; j < M; ++j)
+          T[size_t(l)][size_t(j)] = (double(y_hi.data()[j]) - double(y_lo.data()[j])) / (2 * half);
       }
-      p[k] = orig;
-      const double step = double(hi) - double(lo);
-      for (int64_t j = 0; j < M; ++j)
-        numeric[i][size_t(j * N + k)] = (double(y_hi.data()[j]) - double(y_lo.data()[j])) / step;
+      for (int64_t j = 0; j < M; ++j) central[i][size_t(j * N + k)] = T[size_t(L - 1)][size_t(j)];
+      // Column m: T[l] becomes the value at t = 0 of the polynomial in t through levels
+      // l-m .. l, from T[l] (through l-m+1 .. l) and T[l-1] (through l-m .. l-1).
+      for (int m = 1; m < L; ++m)
+        for (int l = L - 1; l >= m; --l) {
+          const double ta = t[size_t(l - m)], tb = t[size_t(l)];
+          std::vector<double>& lower = T[size_t(l)];
+          const std::vector<double>& upper = T[size_t(l - 1)];
+          for (int64_t j = 0; j < M; ++j)
+            lower[size_t(j)] = (ta * lower[size_t(j)] - tb * upper[size_t(j)]) / (ta - tb);
+        }
+      for (int64_t j = 0; j < M; ++j) numeric[i][size_t(j * N + k)] = T[size_t(L - 1)][size_t(j)];
     }
   }
 
@@ -167,12 +222,14 @@ inline GradCheckResult compare_gradients(const GradFn& fn, const std::vector<Ten
     for (int64_t j = 0; j < M; ++j)
       for (int64_t k = 0; k < N; ++k) {
         const double a = analytic[i][size_t(j * N + k)], n = numeric[i][size_t(j * N + k)];
-        const double err = std::fabs(a - n);
+        const double err = std::fabs(a - n), tol = res.atol + opts.rtol * std::fabs(n);
         res.max_abs_err = std::max(res.max_abs_err, std::isnan(err) ? INFINITY : err);
+        res.max_ratio = std::max(res.max_ratio, std::isnan(err) ? INFINITY : err / tol);
         ++res.compared[i];
-        if (!(err <= opts.atol + opts.rtol * std::fabs(n))) {  // NaN fails too
+        if (!(err <= tol)) {  // NaN fails too
           ++res.mismatches[i];
-          if (reported++ < opts.max_reports) res.first.push_back({int(i), j, k, a, n});
+          if (reported++ < opts.max_reports)
+            res.first.push_back({int(i), j, k, a, n, central[i][size_t(j * N + k)]});
         }
       }
   }
@@ -199,7 +256,8 @@ inline GradCheckResult check_gradients(const GradFn& fn, const std::vector<Tenso
     os << opts.name << ": d out" << index_str(out_shape, m.out_index) << " / d input " << m.input
        << index_str(inputs[size_t(m.input)].shape(), m.in_index) << ": analytic " << m.analytic
        << ", numeric " << m.numeric << " (|diff| " << std::fabs(m.analytic - m.numeric)
-       << " > " << opts.atol << " + " << opts.rtol << " * |numeric|)";
+       << " > " << res.atol << " + " << opts.rtol << " * |numeric|; plain central difference "
+       << m.central << ")";
     FAIL_CHECK(os.str());
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
