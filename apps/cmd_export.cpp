@@ -33,12 +33,12 @@ int cmd_export(int argc, char** argv) {
   const ChannelStats norm = dataset_stats(ck.config.dataset);
   Int8Model m;
   try {
-    m = export_int8(*ck.model, ck.input_shape, parse_qat_config(ck.config.qat), pixel_table(norm, ck.input_shape[0]),
-                    norm.mean, norm.std);
+    m = export_int8(*ck.model, ck.input_shape, norm);
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error(str(model_path, ": ", e.what()));
   }
   m.dataset = ck.config.dataset;
+  m.quantization = ck.config.qat;
   save_int8(m, out);
   if (!quiet) {
     int64_t weights = 0, float_bytes = 0;

@@ -43,22 +43,6 @@ ChannelStats dataset_stats(const std::string& name) {
       str("unknown dataset '", name, "': expected one of mnist, fashion-mnist, cifar10"));
 }
 
-std::vector<float> pixel_table(const ChannelStats& norm, int64_t channels) {
-  std::vector<float> mean = norm.mean, stdev = norm.std;
-  if (mean.empty()) mean.assign(size_t(channels), 0.f);
-  if (stdev.empty()) stdev.assign(size_t(channels), 1.f);
-  if (int64_t(mean.size()) != channels || int64_t(stdev.size()) != channels)
-    throw std::invalid_argument(str("DataLoader: expected ", channels, " per-channel mean and std values, got ",
-                                    mean.size(), " and ", stdev.size()));
-  std::vector<float> table(size_t(channels) * 256);
-  for (int64_t c = 0; c < channels; ++c) {
-    if (!(stdev[size_t(c)] > 0.f))
-      throw std::invalid_argument(str("DataLoader: expected std > 0, got ", stdev[size_t(c)], " for channel ", c));
-    for (int v = 0; v < 256; ++v) table[size_t(c * 256 + v)] = (float(v) / 255.f - mean[size_t(c)]) / stdev[size_t(c)];
-  }
-  return table;
-}
-
 DataLoader::DataLoader(const Dataset& data, LoaderOptions options)
     : data_(&data), opt_(std::move(options)) {
   const int64_t C = data.channels();
@@ -66,7 +50,11 @@ DataLoader::DataLoader(const Dataset& data, LoaderOptions options)
     throw std::invalid_argument(str("DataLoader: expected batch_size >= 1, got ", opt_.batch_size));
   if (opt_.crop_padding < 0)
     throw std::invalid_argument(str("DataLoader: expected crop_padding >= 0, got ", opt_.crop_padding));
-  lut_ = pixel_table(opt_.norm, C);
+  try {
+    lut_ = pixel_table(opt_.norm, C);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(str("DataLoader: ", e.what()));
+  }
   start_epoch(0);
 }
 

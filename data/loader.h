@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "core/normalize.h"
 #include "data/dataset.h"
 
 namespace crayon {
@@ -24,11 +25,6 @@ struct Batch {
   int64_t size() const { return int64_t(indices.size()); }
 };
 
-// Per-channel statistics of a training set in [0, 1] pixel units.
-struct ChannelStats {
-  std::vector<float> mean{};
-  std::vector<float> std{};
-};
 ChannelStats mnist_stats();          // (0.1307,), (0.3081,)
 ChannelStats fashion_mnist_stats();  // (0.2860,), (0.3530,)
 ChannelStats cifar10_stats();        // (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -48,11 +44,6 @@ struct LoaderOptions {
   bool drop_last = false;
 };
 
-// What the network sees for each pixel value: [c * 256 + v] = (v / 255 - mean[c]) / std[c]
-// in float32 (empty mean/std: 0 and 1). The loader normalizes through this table, and the
-// int8 export folds it into the input quantization (quant/int8/model.h). Throws
-// std::invalid_argument for a size mismatch or std <= 0.
-std::vector<float> pixel_table(const ChannelStats& norm, int64_t channels);
 
 class DataLoader {
  public:

@@ -53,6 +53,12 @@ bool Module::has_parametrization(const std::string& name) const {
   return false;
 }
 
+const Module::Parametrization* Module::parametrization(const std::string& name) const {
+  for (const auto& p : params_)
+    if (p.name == name) return p.transform ? &p.transform : nullptr;
+  return nullptr;
+}
+
 Variable& Module::register_parameter(std::string name, Tensor value) {
   params_.push_back({std::move(name), Variable(std::move(value), true), nullptr});
   return params_.back().value;

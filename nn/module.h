@@ -41,6 +41,9 @@ class Module {
   // f removes it. Throws if the module has no such parameter.
   void set_parametrization(const std::string& name, Parametrization f);
   bool has_parametrization(const std::string& name) const;
+  // The parametrization of own parameter `name`, or nullptr if it has none; its
+  // target<T>() recovers a function object of type T (quant/ reads a weight's grid so).
+  const Parametrization* parametrization(const std::string& name) const;
 
  protected:
   Variable& register_parameter(std::string name, Tensor value);

@@ -29,11 +29,15 @@ void grid_of(const FakeQuant& fq, float& scale, int32_t& zero_point) {
   zero_point = qp.zero_point.at(0);
 }
 
-// The weights of a conv / linear on the int8 grid the fake-quant trained them on.
-void quantize_weights(const Module& m, const QuantSpec& spec, Int8Layer& l, const std::string& where) {
+// The weights of a conv / linear on the int8 grid their own fake-quant parametrization
+// trained them on (never re-derived from a config), checked to be exactly what that
+// parametrization gives in eval.
+void quantize_weights(const Module& m, Int8Layer& l, const std::string& where) {
+  const WeightFakeQuant* wfq = weight_fake_quant_of(m);
+  if (!wfq) throw std::invalid_argument(str(where, ": its weight has no fake-quant; prepare the model for quantization"));
   const auto params = m.named_parameters();
   const Tensor& w = params.at(0).second.value();
-  QuantSpec s = spec;
+  QuantSpec s = wfq->spec;
   s.rounding = Rounding::nearest_even;
   const QParams qp = weight_qparams(w, s);
   for (int32_t z : qp.zero_point)
@@ -49,6 +53,19 @@ void quantize_weights(const Module& m, const QuantSpec& spec, Int8Layer& l, cons
   const int64_t out = w.size(0);
   l.weight_scale.assign(size_t(out), qp.scale[0]);
   if (qp.axis == 0) l.weight_scale = qp.scale;
+  // What the model computes with in eval must be these codes times these scales, exactly.
+  {
+    NoGradGuard ng;
+    const bool training = m.is_training();
+    const_cast<Module&>(m).eval();
+    const Tensor seen = (*wfq)(Variable(w)).value();
+    const_cast<Module&>(m).train(training);
+    const int64_t per = w.numel() / out;
+    for (int64_t i = 0; i < w.numel(); ++i)
+      if (seen.data()[i] != float(pq[i]) * l.weight_scale[size_t(i / per)])
+        throw std::invalid_argument(str(where, ": weight ", i, " is ", seen.data()[i], " in the model but ", pq[i],
+                                        " x ", l.weight_scale[size_t(i / per)], " on the grid its spec says"));
+  }
   // Bias on the accumulator's scale s_in * s_w[o], rounded half away from zero.
   l.bias = Tensor::zeros({out}, DType::i32);
   if (params.size() > 1) {
@@ -65,22 +82,19 @@ void quantize_weights(const Module& m, const QuantSpec& spec, Int8Layer& l, cons
 
 }  // namespace
 
-Int8Model export_int8(const Sequential& model, const Shape& input_shape, const QatConfig& config,
-                      const std::vector<float>& pixel_values, const std::vector<float>& mean,
-                      const std::vector<float>& std) {
+Int8Model export_int8(const Sequential& model, const Shape& input_shape, const ChannelStats& norm) {
   const auto& layers = model.children();
   if (layers.empty() || !as<FakeQuant>(layers[0].second))
     throw std::invalid_argument("export: the model has no input FakeQuant; prepare it for quantization first "
                                 "(crayon train --qat, or crayon quantize)");
-  if (input_shape.size() != 3 || int64_t(pixel_values.size()) != input_shape[0] * 256)
-    throw std::invalid_argument(str("export: expected ", input_shape.size() == 3 ? input_shape[0] * 256 : 0,
-                                    " pixel values for input ", shape_str(input_shape), ", got ", pixel_values.size()));
+  if (input_shape.size() != 3)
+    throw std::invalid_argument(str("export: expected an input shape (C, H, W), got ", shape_str(input_shape)));
+  const std::vector<float> pixel_values = pixel_table(norm, input_shape[0]);
   Int8Model m;
   m.input_shape = input_shape;
-  m.input_mean = mean;
-  m.input_std = std;
+  m.input_mean = norm.mean.empty() ? std::vector<float>(size_t(input_shape[0]), 0.f) : norm.mean;
+  m.input_std = norm.std.empty() ? std::vector<float>(size_t(input_shape[0]), 1.f) : norm.std;
   m.source_spec = float_spec(model);
-  m.quantization = describe(config);
 
   // The input: the normalization and the input FakeQuant as one table.
   const FakeQuant& in_fq = *as<FakeQuant>(layers[0].second);
@@ -119,7 +133,7 @@ Int8Model export_int8(const Sequential& model, const Shape& input_shape, const Q
       const auto* conv = as<Conv2d>(layer);
       l.op = conv ? Int8Layer::Op::conv2d : Int8Layer::Op::linear;
       if (conv) l.conv = conv->params();
-      quantize_weights(*layer, config.weight, l, where);
+      quantize_weights(*layer, l, where);
       size_t j = i + 1;
       if (j < layers.size() && as<BatchNorm>(layers[j].second))
         throw std::invalid_argument(str(where, ": the batch norm after it was not folded (fold_bn=0); the integer "

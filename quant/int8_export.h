@@ -11,25 +11,23 @@
 //   rounding     real -> int8: round half to even (ONNX QuantizeLinear, and what the
 //                fake-quant rounds to in eval); real bias -> int32: round half away from
 //                zero; requantization: gemmlowp / TFLite fixed point (quant/int8/requant.h)
-//
 #include <string>
 #include <vector>
 
+#include "core/normalize.h"
 #include "nn/sequential.h"
 #include "quant/int8/file.h"
 #include "quant/int8/model.h"
-#include "quant/qat_config.h"
 
 namespace crayon {
 
-// model: prepared by prepare_qat (trained or calibrated; every FakeQuant observed) with
-// `config`, taking (C, H, W) inputs; pixel_values: (C * 256) what the model sees for each
-// pixel value (data/loader.h pixel_table), mean / std: the normalization behind it (kept
-// in the file for readers). Throws std::invalid_argument naming the layer when something
+// model: prepared by prepare_qat (trained or calibrated; every FakeQuant observed), taking
+// (C, H, W) inputs normalized by `norm` (core/normalize.h; its table is folded into the
+// input quantization). Every grid comes from the model itself: weights from their fake-quant
+// parametrization, activations from the FakeQuant modules. The caller fills the metadata
+// (dataset, quantization text). Throws std::invalid_argument naming the layer when something
 // has no integer form: asymmetric weights, weights wider than [-127, 127], an unfolded batch
 // norm, a layer the engine lacks, an activation without a grid after it.
-Int8Model export_int8(const Sequential& model, const Shape& input_shape, const QatConfig& config,
-                      const std::vector<float>& pixel_values, const std::vector<float>& mean,
-                      const std::vector<float>& std);
+Int8Model export_int8(const Sequential& model, const Shape& input_shape, const ChannelStats& norm);
 
 }  // namespace crayon

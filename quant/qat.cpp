@@ -62,18 +62,24 @@ void visit_const(const Module& m, const std::function<void(const Module&)>& f) {
 
 }  // namespace
 
+Variable WeightFakeQuant::operator()(const Variable& w) const {
+  // w: (C_out, ...) -> same shape, on the grid of weight_qparams(w)
+  const QParams qp = weight_qparams(w.value(), spec);
+  QuantSpec s = spec;
+  if (!owner->is_training()) s.rounding = Rounding::nearest_even;  // what the integer engine stores
+  if (s.rounding != Rounding::stochastic) return fake_quant(w, qp, s, ste);
+  Rng rng(fingerprint(w.value(), seed));
+  return fake_quant(w, qp, s, ste, &rng);
+}
+
 Module::Parametrization weight_fake_quant(const Module& layer, const QuantSpec& spec, Ste ste, uint64_t seed) {
   spec.validate();
-  const Module* owner = &layer;
-  return [owner, spec, ste, seed](const Variable& w) {
-    // w: (C_out, ...) -> same shape, on the grid of weight_qparams(w)
-    const QParams qp = weight_qparams(w.value(), spec);
-    QuantSpec s = spec;
-    if (!owner->is_training()) s.rounding = Rounding::nearest_even;  // what the integer engine stores
-    if (s.rounding != Rounding::stochastic) return fake_quant(w, qp, s, ste);
-    Rng rng(fingerprint(w.value(), seed));
-    return fake_quant(w, qp, s, ste, &rng);
-  };
+  return WeightFakeQuant{&layer, spec, ste, seed};
+}
+
+const WeightFakeQuant* weight_fake_quant_of(const Module& layer) {
+  const Module::Parametrization* p = layer.parametrization("weight");
+  return p ? p->target<WeightFakeQuant>() : nullptr;
 }
 
 std::vector<std::pair<std::string, FakeQuant*>> fake_quant_modules(const Module& model) {

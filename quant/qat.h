@@ -58,9 +58,20 @@ QParams weight_qparams(const Tensor& weight, const QuantSpec& spec);
 // weight_qparams(w)). Rounds with spec.rounding while layer is training and to nearest-even
 // in eval. Stochastic rounding draws from a generator seeded by (seed, the weight's bytes):
 // the draws are a function of the weights alone, so a run resumed from a checkpoint draws
-// exactly what the uninterrupted run drew, with no generator state to save. `layer` must
-// outlive the function (it is stored in the layer itself).
+// exactly what the uninterrupted run drew, with no generator state to save. `owner` must
+// outlive it (it is stored in the layer itself). A named type, so that export can read the
+// grid a weight was trained on: layer.parametrization("weight")->target<WeightFakeQuant>().
+struct WeightFakeQuant {
+  const Module* owner;
+  QuantSpec spec;
+  Ste ste;
+  uint64_t seed;
+  Variable operator()(const Variable& w) const;
+};
 Module::Parametrization weight_fake_quant(const Module& layer, const QuantSpec& spec, Ste ste, uint64_t seed);
+
+// The weight fake-quant of a conv / linear layer prepared by prepare_qat(), or nullptr.
+const WeightFakeQuant* weight_fake_quant_of(const Module& layer);
 
 // See the top of this file. Validates config; throws std::invalid_argument if the model is
 // already prepared (holds a FakeQuant or a parametrized weight) or has an unfoldable BN.

@@ -107,8 +107,7 @@ TEST_CASE("eval: a float, quantized or int8 model whose outputs are not the data
       if (!quantized) continue;
       // The same model exported: the integer engine's file is refused as well.
       LoadedCheckpoint ck = load_checkpoint(path);
-      Int8Model m = export_int8(*ck.model, ck.input_shape, parse_qat_config(ck.config.qat),
-                                      pixel_table(mnist_stats(), 1), mnist_stats().mean, mnist_stats().std);
+      Int8Model m = export_int8(*ck.model, ck.input_shape, mnist_stats());
       m.dataset = "mnist";
       const std::string int8 = dir / "m.int8.h5";
       save_int8(m, int8);

@@ -164,9 +164,9 @@ TEST_CASE("loader: bad options are rejected naming the option") {
   const Dataset d = make_dataset(4, 3, 2, 2);
   CHECK(error_of([&] { DataLoader(d, {.batch_size = 0}); }) == "DataLoader: expected batch_size >= 1, got 0");
   CHECK(error_of([&] { DataLoader(d, {.norm = mnist_stats()}); }) ==
-        "DataLoader: expected 3 per-channel mean and std values, got 1 and 1");
+        "DataLoader: normalization: expected 3 per-channel mean and std values, got 1 and 1");
   CHECK(error_of([&] { DataLoader(d, {.norm = {{0.f, 0.f, 0.f}, {1.f, 0.f, 1.f}}}); }) ==
-        "DataLoader: expected std > 0, got 0 for channel 1");
+        "DataLoader: normalization: expected std > 0, got 0 for channel 1");
 }
 
 TEST_CASE("loader: an empty dataset yields no batches") {

@@ -77,7 +77,7 @@ const Fixture& fixture() {
       return true;
     }, 8, f.config);
     f.model->eval();
-    f.int8 = export_int8(*f.model, {1, 28, 28}, f.config, pixel_table(norm, 1), norm.mean, norm.std);
+    f.int8 = export_int8(*f.model, {1, 28, 28}, norm);
     f.int8.dataset = "mnist";
     return f;
   }();
@@ -366,12 +366,12 @@ TEST_CASE("int8 export: what has no integer form is refused naming the layer") {
   }, 1, keep_bn);
   const ChannelStats norm = mnist_stats();
   try {
-    export_int8(*model, {1, 8, 8}, keep_bn, pixel_table(norm, 1), norm.mean, norm.std);
+    export_int8(*model, {1, 8, 8}, norm);
     FAIL("an unfolded batch norm should not export");
   } catch (const std::invalid_argument& e) {
     CHECK(std::string(e.what()).find("batch norm after it was not folded") != std::string::npos);
   }
   auto plain = build_model("flatten-linear(10)", {1, 8, 8}, rng);
-  CHECK_THROWS_WITH_AS(export_int8(*plain, {1, 8, 8}, QatConfig{}, pixel_table(norm, 1), norm.mean, norm.std),
+  CHECK_THROWS_WITH_AS(export_int8(*plain, {1, 8, 8}, norm),
                        doctest::Contains("no input FakeQuant"), std::invalid_argument);
 }
