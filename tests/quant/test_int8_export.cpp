@@ -375,3 +375,41 @@ TEST_CASE("int8 export: what has no integer form is refused naming the layer") {
   CHECK_THROWS_WITH_AS(export_int8(*plain, {1, 8, 8}, norm),
                        doctest::Contains("no input FakeQuant"), std::invalid_argument);
 }
+
+TEST_CASE("int8 export: each weight's grid comes from its own fake-quant, and a weight without one is refused") {
+  Rng rng(2);
+  auto model = build_model("conv(4,3)-relu-flatten-linear(10)", {1, 8, 8}, rng);
+  const QatConfig q;  // 8-bit weights
+  prepare_qat(*model, q);
+  // The conv's weight re-parametrized on a 4-bit grid after preparation: export must store
+  // what that parametrization computes ([-7, 7]), not the 8 bits the config says.
+  Module& conv = (*model)[1];
+  QuantSpec four = q.weight;
+  four.bits = 4;
+  conv.set_parametrization("weight", weight_fake_quant(conv, four, q.ste, 5));
+  Rng data(3);
+  calibrate(*model, [&, n = 0](Tensor& x) mutable {
+    x = Tensor::randn({4, 1, 8, 8}, data);
+    return n++ < 2;
+  }, 2, q);
+  model->eval();
+  const Int8Model m = export_int8(*model, {1, 8, 8}, ChannelStats{});
+  const Tensor& w = m.layers[0].weight;
+  int lo = 0, hi = 0;
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    lo = std::min<int>(lo, w.data_as<int8_t>()[i]);
+    hi = std::max<int>(hi, w.data_as<int8_t>()[i]);
+  }
+  CHECK(lo == -7);
+  CHECK(hi == 7);
+  // The linear kept its 8-bit grid.
+  int linear_max = 0;
+  for (int64_t i = 0; i < m.layers[2].weight.numel(); ++i)
+    linear_max = std::max<int>(linear_max, std::abs(m.layers[2].weight.data_as<int8_t>()[i]));
+  CHECK(linear_max == 127);
+
+  // A parametrization that is not crayon's weight fake-quant: export cannot know its grid.
+  conv.set_parametrization("weight", [](const Variable& v) { return v; });
+  CHECK_THROWS_WITH_AS(export_int8(*model, {1, 8, 8}, ChannelStats{}), doctest::Contains("has no fake-quant"),
+                       std::invalid_argument);
+}
