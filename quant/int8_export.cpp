@@ -128,6 +128,8 @@ Int8Model export_int8(const Sequential& model, const Shape& input_shape, const C
       const FakeQuant* fq = i + 1 < layers.size() ? as<FakeQuant>(layers[i + 1].second) : nullptr;
       if (!fq) throw std::invalid_argument(str(where, ": needs a FakeQuant after it (the output grid)"));
       grid_of(*fq, l.out_scale, l.out_zero_point);
+      l.act_min = std::max<int32_t>(int32_t(fq->quant_spec().qmin()), -128);  // the grid's own range
+      l.act_max = std::min<int32_t>(int32_t(fq->quant_spec().qmax()), 127);
       ++i;
     } else if (as<Conv2d>(layer) || as<Linear>(layer)) {
       const auto* conv = as<Conv2d>(layer);

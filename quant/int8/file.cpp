@@ -62,6 +62,8 @@ void save_int8(const Int8Model& m, const std::string& path) {
           w.set_attr(g, "input_zero_point", l.in_zero_point);
           w.set_attr(g, "output_scale", double(l.out_scale));
           w.set_attr(g, "output_zero_point", l.out_zero_point);
+          w.set_attr(g, "act_min", l.act_min);
+          w.set_attr(g, "act_max", l.act_max);
         }
         break;
       case Int8Layer::Op::conv2d:
@@ -133,8 +135,8 @@ Int8Model load_int8(const std::string& path) {
     throw std::runtime_error(str(path, ": expected an int8 model (root attribute format = '", kInt8Format, "'), found ",
                                  r.has_attr("/", "format") ? "'" + r.attr_string("/", "format") + "'" : "none"));
   const int64_t version = r.attr_int("/", "format_version");
-  if (version != kInt8FormatVersion)
-    throw std::runtime_error(str(path, ": expected format_version ", kInt8FormatVersion, ", found ", version));
+  if (version < 1 || version > kInt8FormatVersion)
+    throw std::runtime_error(str(path, ": expected format_version 1 to ", kInt8FormatVersion, ", found ", version));
   Int8Model m;
   const auto in = r.attr_ints("/", "input_shape");
   if (in.size() != 3 || in[0] < 1 || in[1] < 1 || in[2] < 1 || in[0] > 4096 || in[1] > 65536 || in[2] > 65536)
@@ -174,6 +176,10 @@ Int8Model load_int8(const std::string& path) {
         l.in_zero_point = int_in(r, g, "input_zero_point", -128, 127);
         l.out_scale = scale_attr(r, g, "output_scale");
         l.out_zero_point = int_in(r, g, "output_zero_point", -128, 127);
+        if (version >= 2) {
+          l.act_min = int_in(r, g, "act_min", -128, 127);
+          l.act_max = int_in(r, g, "act_max", -128, 127);
+        }
       }
     } else if (op == "conv2d" || op == "linear") {
       const bool conv = op == "conv2d";

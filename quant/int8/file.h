@@ -9,7 +9,8 @@
 namespace crayon {
 
 inline constexpr const char* kInt8Format = "crayon-int8";
-inline constexpr int64_t kInt8FormatVersion = 1;
+// Version 2 added act_min / act_max to avgpool2d (version 1 files load, with [-128, 127]).
+inline constexpr int64_t kInt8FormatVersion = 2;
 
 // Atomic (temporary file + rename, core/h5io.h).
 void save_int8(const Int8Model& model, const std::string& path);

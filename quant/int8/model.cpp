@@ -150,6 +150,9 @@ void Int8Model::prepare() {
         activation(where, shape, l.op == Int8Layer::Op::avgpool2d ? 4 : 1);  // avgpool sums in int32
         if (l.op == Int8Layer::Op::avgpool2d) {
           check_grid(where, "output", l.out_scale, l.out_zero_point);
+          if (l.act_min < -128 || l.act_min > l.act_max || l.act_max > 127)
+            throw std::invalid_argument(str(where, ": expected -128 <= act_min <= act_max <= 127, found ", l.act_min,
+                                            ", ", l.act_max));
           l.pool_multiplier = quantize_multiplier(double(l.in_scale) / (double(l.out_scale) * p.kernel_h * p.kernel_w));
           scale = l.out_scale;
           zero_point = l.out_zero_point;
@@ -266,7 +269,7 @@ Tensor run_layers(const Int8Model& m, Tensor x, bool reference, std::vector<Tens
       case Int8Layer::Op::flatten: x = x.reshape({x.size(0), x.numel() / x.size(0)}); break;
       case Int8Layer::Op::maxpool2d: x = maxpool2d_s8(x, l.pool); break;
       case Int8Layer::Op::avgpool2d:
-        x = avgpool2d_s8(x, l.in_zero_point, l.pool, l.pool_multiplier, l.out_zero_point);
+        x = avgpool2d_s8(x, l.in_zero_point, l.pool, l.pool_multiplier, l.out_zero_point, l.act_min, l.act_max);
         break;
       case Int8Layer::Op::conv2d:
         // A max pool right after is fused in (the same bytes, one pass less over the conv

@@ -419,11 +419,11 @@ Tensor maxpool2d_s8(const Tensor& x, const Pool2dParams& p) {
 }
 
 Tensor avgpool2d_s8(const Tensor& x, int32_t in_zero_point, const Pool2dParams& p, FixedPointMultiplier m,
-                    int32_t out_zero_point) {
+                    int32_t out_zero_point, int32_t act_min, int32_t act_max) {
   // x: (B, C, H, W) -> (B, C, OH, OW)
   const Geom g = pool_geom("avgpool2d_s8", x, p);
   check_input("avgpool2d_s8", x, 4, in_zero_point);
-  const OutputStage stage{{m}, out_zero_point, -128, 127};
+  const OutputStage stage{{m}, out_zero_point, act_min, act_max};
   check_stage("avgpool2d_s8", stage, 1);
   Tensor y = Tensor::empty({g.B, g.C, g.OH, g.OW}, DType::i8);
   const int8_t* px = x.data_as<int8_t>();

@@ -47,11 +47,12 @@ Tensor conv2d_maxpool_s8(const Tensor& x, int32_t in_zero_point, const PackedWei
 // half the kernel, as max_pool2d).
 Tensor maxpool2d_s8(const Tensor& x, const Pool2dParams& p);
 // x: (B, C, H, W) int8 on (s_in, z_in) -> (B, C, OH, OW) int8 on (s_out, z_out):
-//     q_y = clamp(z_out + mbqm(sum_window (q_x - z_in), m), -128, 127),
-//     m = quantize_multiplier(s_in / (s_out * KH * KW)).
-// Padding cells are real 0 and count in the divisor (avg_pool2d's count_include_pad).
+//     q_y = clamp(z_out + mbqm(sum_window (q_x - z_in), m), act_min, act_max),
+//     m = quantize_multiplier(s_in / (s_out * KH * KW)); [act_min, act_max] is the output
+// grid's range ([-8, 7] at 4 bits). Padding cells are real 0 and count in the divisor
+// (avg_pool2d's count_include_pad).
 Tensor avgpool2d_s8(const Tensor& x, int32_t in_zero_point, const Pool2dParams& p, FixedPointMultiplier m,
-                    int32_t out_zero_point);
+                    int32_t out_zero_point, int32_t act_min = -128, int32_t act_max = 127);
 
 // Oracles for the tests: unpacked int8 weights, no GEMM, no im2col; the same integer math
 // (acc = sum (q_x - z_in) q_w + bias, then multiply_by_quantized_multiplier per element).

@@ -129,7 +129,8 @@ def run(model, pixels):
             real = float(layer.attrs["input_scale"]) / (float(layer.attrs["output_scale"]) * kh * kw)
             mult, shift = quantize_multiplier(real)
             total = windows(pad(x - z_in, ph, pw, 0), kh, kw, sh, sw).sum(axis=-1)
-            x = np.clip(z_out + multiply_by_quantized_multiplier(total, mult, shift), -128, 127)
+            lo, hi = int(layer.attrs.get("act_min", -128)), int(layer.attrs.get("act_max", 127))  # v1: none
+            x = np.clip(z_out + multiply_by_quantized_multiplier(total, mult, shift), lo, hi)
             scale, zp = float(layer.attrs["output_scale"]), z_out
         else:  # conv2d, linear
             assert float(layer.attrs["input_scale"]) == scale and int(layer.attrs["input_zero_point"]) == zp
@@ -152,7 +153,7 @@ def run(model, pixels):
 def main():
     model_path, engine_path, mnist_dir = sys.argv[1:4]
     with h5py.File(model_path, "r") as model, h5py.File(engine_path, "r") as engine:
-        assert model.attrs["format"] in ("crayon-int8", b"crayon-int8") and int(model.attrs["format_version"]) == 1
+        assert model.attrs["format"] in ("crayon-int8", b"crayon-int8") and int(model.attrs["format_version"]) in (1, 2)
         begin, count = int(engine.attrs["begin"]), int(engine.attrs["count"])
         images = load_idx_images(os.path.join(mnist_dir, "t10k-images-idx3-ubyte.gz"))[begin:begin + count]
         raw, logits = run(model, images[:, None, :, :])
