@@ -90,7 +90,7 @@ std::string pct(double v) {
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
-  std::string model_path, compare_path, dataset, data_dir;
+  std::string model_path, compare_path, dataset, data_dir, save_logits_path;
   int threads = 2;
   int64_t batch = 1000, limit = 0;
   bool json = false;
@@ -106,13 +106,16 @@ int cmd_eval(int argc, char** argv) {
     ("batch-size", po::value(&batch)->default_value(batch), "examples per forward pass")
     ("limit", po::value(&limit)->default_value(0), "evaluate on the first N test examples (0: all)")
     ("threads", po::value(&threads)->default_value(threads), "threads")
-    ("json", po::bool_switch(&json), "print one JSON object");
+    ("json", po::bool_switch(&json), "print one JSON object")
+    ("save-logits", po::value(&save_logits_path), "write every test image's index, label, prediction and logits: "
+                                                  "FILE.h5 (h5py) or FILE.csv");
   // clang-format on
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, vm, "usage: crayon eval --model M.h5 [--compare M.int8.h5] [options]"))
     return 0;
   require_positive(vm, "batch-size");
   require_threads(vm);
+  require_path(vm, "save-logits");
   require_non_negative(vm, "limit");
   require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
   set_num_threads(threads);
@@ -138,6 +141,8 @@ int cmd_eval(int argc, char** argv) {
     b = run(other, test, dataset, batch);
     shift = prediction_shift(a.logits, b.logits);
   }
+
+  if (!save_logits_path.empty()) save_logits(save_logits_path, a.logits, test.labels(), model_path, a.kind);
 
   const EvalResult& r = a.r;
   const auto& names = test.class_names();

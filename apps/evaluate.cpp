@@ -1,9 +1,14 @@
 #include "apps/evaluate.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "core/check.h"
+#include "core/h5io.h"
 #include "core/ops.h"
 
 namespace crayon {
@@ -93,6 +98,55 @@ EvalResult evaluate(const Int8Model& model, const Dataset& data, int64_t batch_s
     tally.add(model.forward(q), Tensor::from_i32({n}, data.labels().subspan(size_t(begin), size_t(n))));
   }
   return tally.finish();
+}
+
+void save_logits(const std::string& path, const Tensor& logits, std::span<const int32_t> labels,
+                 const std::string& source, const std::string& kind) {
+  const int64_t n = int64_t(labels.size());
+  if (logits.ndim() != 2 || logits.size(0) != n)
+    throw std::invalid_argument(str(path, ": expected logits for ", n, " examples, got ", shape_str(logits.shape())));
+  const int64_t classes = logits.size(1);
+  const std::vector<int32_t> pred = predictions(logits);
+  if (path.ends_with(".csv")) {
+    // A temporary file beside the target, renamed into place once complete.
+    const std::string tmp = str(path, ".tmp.", ::getpid());
+    {
+      std::ofstream f(tmp);
+      if (!f) throw std::runtime_error(str(path, ": cannot open ", tmp, " for writing"));
+      f << "index,label,prediction";
+      for (int64_t c = 0; c < classes; ++c) f << ",logit_" << c;
+      f << "\n";
+      char buf[32];
+      for (int64_t i = 0; i < n; ++i) {
+        f << i << ',' << labels[size_t(i)] << ',' << pred[size_t(i)];
+        for (int64_t c = 0; c < classes; ++c) {
+          std::snprintf(buf, sizeof buf, ",%.9g", double(logits.data()[i * classes + c]));  // round-trips float32
+          f << buf;
+        }
+        f << '\n';
+      }
+      f.flush();
+      if (!f) {
+        std::remove(tmp.c_str());
+        throw std::runtime_error(str(path, ": write to ", tmp, " failed"));
+      }
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      std::remove(tmp.c_str());
+      throw std::runtime_error(str(path, ": cannot rename ", tmp, " onto it"));
+    }
+    return;
+  }
+  std::vector<int32_t> index(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) index[size_t(i)] = int32_t(i);
+  H5Writer w(path);
+  w.set_attr("/", "source", source);
+  w.set_attr("/", "kind", kind);
+  w.write_tensor("index", Tensor::from_i32({n}, index));
+  w.write_tensor("label", Tensor::from_i32({n}, labels));
+  w.write_tensor("prediction", Tensor::from_i32({n}, pred));
+  w.write_tensor("logits", logits);
+  w.commit();
 }
 
 }  // namespace crayon

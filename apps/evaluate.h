@@ -1,5 +1,7 @@
 #pragma once
 #include <cstdint>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "data/dataset.h"
@@ -33,5 +35,13 @@ EvalResult evaluate(Module& model, const Dataset& data, const ChannelStats& norm
 // model.largest_batch().
 EvalResult evaluate(const Int8Model& model, const Dataset& data, int64_t batch_size = 1000,
                     Tensor* all_logits = nullptr);
+
+// Every example's outputs, one row each in dataset order: index, label, prediction (the first
+// largest logit) and the logits (N, classes). path ending in .csv: a CSV with a header
+// (index,label,prediction,logit_0,...); anything else: HDF5 datasets index, label,
+// prediction (int32 (N,)) and logits (float32 (N, classes)), with root attributes
+// `source` and `kind` (what produced them). Written atomically, like every file crayon writes.
+void save_logits(const std::string& path, const Tensor& logits, std::span<const int32_t> labels,
+                 const std::string& source, const std::string& kind);
 
 }  // namespace crayon

@@ -163,3 +163,46 @@ TEST_CASE("cli: quantization flags are checked and named") {
   CHECK(cli("quantize --model x.h5 --calib-batches 0") == 2);
   CHECK(cli.first_error_line().find("--calib-batches") != std::string::npos);
 }
+
+TEST_CASE("eval --save-logits: per-image outputs of float, quantized and int8 models, in HDF5 (h5py) and CSV") {
+  TempDir dir;
+  const Cli cli(dir);
+  TrainRun run = small_run(dir / "float.h5");
+  run.config.epochs = 1;
+  run.config.train_limit = 1000;
+  run_training(run);
+  const std::string data = " --data-dir " + mnist_dir() + " --limit 300";
+  REQUIRE(cli("quantize -q --model " + run.out + " --calib-batches 2 --out " + (dir / "q.h5") + " --data-dir " +
+              mnist_dir()) == 0);
+  REQUIRE(cli("export -q --model " + (dir / "q.h5") + " --out " + (dir / "q.int8.h5")) == 0);
+  for (const std::string model : {run.out, dir / "q.h5", dir / "q.int8.h5"}) {
+    CAPTURE(model);
+    REQUIRE(cli("eval --json --model " + model + data + " --save-logits " + (dir / "out.h5")) == 0);
+    const std::string json = cli.output();
+    const size_t at = json.find("\"accuracy\": ");
+    REQUIRE(at != std::string::npos);
+    const double accuracy = std::stod(json.substr(at + 12));
+    // h5py reads it; the predictions are the logits' argmax and score what eval printed.
+    const std::string py = dir / "check.py";
+    std::ofstream(py) << "import sys, h5py, numpy as np\n"
+                         "f = h5py.File(sys.argv[1], 'r')\n"
+                         "i, y, p, z = (f[k][()] for k in ('index', 'label', 'prediction', 'logits'))\n"
+                         "assert z.shape == (300, 10) and z.dtype == np.float32, z.shape\n"
+                         "assert (i == np.arange(300)).all() and (p == z.argmax(axis=1)).all()\n"
+                         "print('%.6f' % (p == y).mean())\n";
+    const std::string out = dir / "py.txt";
+    REQUIRE(std::system(("/usr/bin/python3 " + py + " " + (dir / "out.h5") + " > " + out + " 2>&1").c_str()) == 0);
+    CHECK(std::stod(slurp(out)) == doctest::Approx(accuracy).epsilon(1e-6));
+    // The same rows as CSV.
+    REQUIRE(cli("eval --model " + model + data + " --save-logits " + (dir / "out.csv")) == 0);
+    std::ifstream csv(dir / "out.csv");
+    std::string header, line;
+    std::getline(csv, header);
+    CHECK(header == "index,label,prediction,logit_0,logit_1,logit_2,logit_3,logit_4,logit_5,logit_6,logit_7,logit_8,"
+                    "logit_9");
+    int rows = 0;
+    while (std::getline(csv, line)) ++rows;
+    CHECK(rows == 300);
+  }
+  CHECK(cli("eval --model " + run.out + data + " --save-logits ''") == 2);
+}
