@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "apps/checkpoint.h"
+#include "apps/train_checkpoint.h"
 #include "apps/cli.h"
 #include "apps/evaluate.h"
 #include "core/check.h"
@@ -31,7 +31,7 @@ struct Evaluated {
 struct Source {
   std::string path, dataset, data_dir;
   Shape input_shape;
-  LoadedCheckpoint ck;
+  TrainCheckpoint ck;
   Int8Model int8;
   bool is_int8 = false;
 };
@@ -45,7 +45,7 @@ Source open_source(const std::string& path) {
     s.dataset = s.int8.dataset;
     s.input_shape = s.int8.input_shape;
   } else {
-    s.ck = load_checkpoint(path);
+    s.ck = load_train_checkpoint(path);
     s.dataset = s.ck.config.dataset;
     s.data_dir = s.ck.config.data_dir;
     s.input_shape = s.ck.input_shape;

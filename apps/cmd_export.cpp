@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "apps/checkpoint.h"
+#include "apps/train_checkpoint.h"
 #include "apps/cli.h"
 #include "core/check.h"
 #include "data/loader.h"
@@ -26,7 +26,7 @@ int cmd_export(int argc, char** argv) {
   if (!parse_command_line(argc, argv, opts, vm, "usage: crayon export --model q.h5 --out model.int8.h5")) return 0;
   require_path(vm, "out");
 
-  LoadedCheckpoint ck = load_checkpoint(model_path);
+  TrainCheckpoint ck = load_train_checkpoint(model_path);
   if (!ck.quantized)
     throw std::runtime_error(str(model_path, ": a float checkpoint; expected a quantized one (train it with --qat, or "
                                  "run crayon quantize on it first)"));

@@ -4,7 +4,7 @@
 // checkpoint that `crayon eval` and `crayon export` read like a QAT one.
 #include <cstdio>
 
-#include "apps/checkpoint.h"
+#include "apps/train_checkpoint.h"
 #include "apps/cli.h"
 #include "apps/evaluate.h"
 #include "apps/quant_flags.h"
@@ -43,7 +43,7 @@ int cmd_quantize(int argc, char** argv) {
   QatConfig q = quant_config_from(vm, qflags);
   set_num_threads(threads);
 
-  LoadedCheckpoint ck = load_checkpoint(model_path);
+  TrainCheckpoint ck = load_train_checkpoint(model_path);
   if (ck.quantized)
     throw std::runtime_error(str(model_path, ": already quantized (", ck.config.qat, "); expected a float checkpoint"));
   try {

@@ -8,7 +8,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "apps/checkpoint.h"
+#include "apps/train_checkpoint.h"
 #include "apps/evaluate.h"
 #include "apps/progress.h"
 #include "core/check.h"
@@ -127,7 +127,7 @@ std::string pct(double v) { return fixed(v * 100, 2) + "%"; }
 
 // --init names a float checkpoint to fine-tune: its model (spec and values) replaces --model.
 std::shared_ptr<Sequential> init_from_checkpoint(TrainConfig& cfg, const Shape& input_shape, ModelSize& size) {
-  LoadedCheckpoint ck = load_checkpoint(cfg.init);
+  TrainCheckpoint ck = load_train_checkpoint(cfg.init);
   if (ck.quantized)
     throw std::invalid_argument(str("--init: '", cfg.init, "' is already prepared for quantization (", ck.config.qat,
                                     "); expected a float checkpoint"));
@@ -152,7 +152,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   Shape input_shape;
   ModelSize size;
   if (!run.resume.empty()) {
-    LoadedCheckpoint ck = load_checkpoint(run.resume);
+    TrainCheckpoint ck = load_train_checkpoint(run.resume);
     const int64_t epochs = cfg.epochs;
     cfg = ck.config;
     cfg.epochs = epochs;

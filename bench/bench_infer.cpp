@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/checkpoint.h"
+#include "apps/train_checkpoint.h"
 #include "core/parallel.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   try {
     set_num_threads(threads);
     if (!isa.empty()) set_int8_isa(parse_int8_isa(isa));
-    LoadedCheckpoint ck = load_checkpoint(checkpoint);
+    TrainCheckpoint ck = load_train_checkpoint(checkpoint);
     const Int8Model int8 = load_int8(int8_path);
     const Dataset test = load_dataset(ck.config.dataset, false, ck.config.data_dir);
     const ChannelStats norm = dataset_stats(ck.config.dataset);

@@ -13,7 +13,7 @@
 #include <iterator>
 #include <string>
 
-#include "apps/checkpoint.h"
+#include "apps/train_checkpoint.h"
 #include "apps/trainer.h"
 
 namespace crayon {
@@ -64,7 +64,7 @@ inline std::string slurp(const std::string& path) {
 }
 
 inline void check_same_weights(const std::string& a, const std::string& b) {
-  LoadedCheckpoint x = load_checkpoint(a), y = load_checkpoint(b);
+  TrainCheckpoint x = load_train_checkpoint(a), y = load_train_checkpoint(b);
   CHECK(x.state.step == y.state.step);
   CHECK(x.state.epoch == y.state.epoch);
   auto px = x.model->named_parameters(), py = y.model->named_parameters();

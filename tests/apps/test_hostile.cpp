@@ -9,7 +9,7 @@
 #include <limits>
 #include <string>
 
-#include "apps/checkpoint.h"
+#include "apps/train_checkpoint.h"
 #include "apps/evaluate.h"
 #include "apps/trainer.h"
 #include "core/check.h"
@@ -44,11 +44,11 @@ std::string copy_of(const std::string& from, const std::string& to) {
   return to;
 }
 
-// load_checkpoint(path) throws; the message names the file and contains `expect`.
+// load_train_checkpoint(path) throws; the message names the file and contains `expect`.
 void refused(const std::string& path, const std::string& expect) {
   INFO(path);
   try {
-    load_checkpoint(path);
+    load_train_checkpoint(path);
   } catch (const std::runtime_error& e) {
     const std::string msg = e.what();
     INFO(msg);
@@ -106,7 +106,7 @@ TEST_CASE("eval: a float, quantized or int8 model whose outputs are not the data
       CHECK(line.find("10 classes") != std::string::npos);
       if (!quantized) continue;
       // The same model exported: the integer engine's file is refused as well.
-      LoadedCheckpoint ck = load_checkpoint(path);
+      TrainCheckpoint ck = load_train_checkpoint(path);
       Int8Model m = export_int8(*ck.model, ck.input_shape, mnist_stats());
       m.dataset = "mnist";
       const std::string int8 = dir / "m.int8.h5";
@@ -193,7 +193,7 @@ TEST_CASE("checkpoint: impossible epoch, step and generator state are refused, a
 
   // One epoch of 512 images in batches of 64 is 8 steps; 9 loads but cannot resume.
   const std::string step9 = with("step9.h5", "step", int64_t(9));
-  CHECK_NOTHROW(load_checkpoint(step9));
+  CHECK_NOTHROW(load_train_checkpoint(step9));
   TrainRun resume = small_run(dir / "out.h5");
   resume.resume = step9;
   resume.config.epochs = 2;
@@ -235,7 +235,7 @@ TEST_CASE("checkpoint: settings the flags would refuse are refused on load, nami
   const std::string p = copy_of(good, dir / "flag.h5");
   h5edit::set(p, "/", "config.batch_size", int64_t(0));
   try {
-    load_checkpoint(p);
+    load_train_checkpoint(p);
   } catch (const std::runtime_error& e) {
     CHECK(std::string(e.what()).find("--") == std::string::npos);
   }

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "apps/checkpoint.h"
+#include "apps/train_checkpoint.h"
 #include "apps/evaluate.h"
 #include "apps/trainer.h"
 #include "data/dataset.h"
@@ -34,7 +34,7 @@ TEST_CASE("train --qat: the checkpoint is quantized and reloads to the same pred
   REQUIRE(records.size() == 2);
   CHECK(records[1].test_acc > 0.85);
 
-  LoadedCheckpoint ck = load_checkpoint(run.out);
+  TrainCheckpoint ck = load_train_checkpoint(run.out);
   REQUIRE(ck.quantized);
   CHECK(is_quantized(*ck.model));
   CHECK(ck.config.qat == run.config.qat);
@@ -67,7 +67,7 @@ TEST_CASE("train --qat: a run interrupted before and after the switch to QAT res
   full.config.update_rounding = "stochastic";
   const auto records = run_training(full);
   CHECK(records.back().test_acc > 0.3);  // learning (chance is 0.1); the point is the resume
-  LoadedCheckpoint end = load_checkpoint(full.out);
+  TrainCheckpoint end = load_train_checkpoint(full.out);
   CHECK(end.quantized);
   CHECK(end.model->spec().find("bn") == std::string::npos);  // folded at the switch
   CHECK(end.config.update_frac_bits >= 0);                     // resolved and stored
@@ -78,7 +78,7 @@ TEST_CASE("train --qat: a run interrupted before and after the switch to QAT res
     part.out = dir / "part.h5";
     part.stop_after = first;
     run_training(part);
-    CHECK(load_checkpoint(part.out).quantized == (first >= 2));
+    CHECK(load_train_checkpoint(part.out).quantized == (first >= 2));
     TrainRun rest;
     rest.config.epochs = 3;
     rest.out = part.out;
@@ -100,7 +100,7 @@ TEST_CASE("quantize and eval: PTQ from the command line, reported beside the flo
   const std::string said = cli.output();
   INFO(said);
   CHECK(said.find("W8A8, percentile observer on 512 calibration images") != std::string::npos);
-  LoadedCheckpoint q = load_checkpoint(dir / "q.h5");
+  TrainCheckpoint q = load_train_checkpoint(dir / "q.h5");
   REQUIRE(q.quantized);
   CHECK(parse_qat_config(q.config.qat).observer == "percentile");
 
@@ -110,7 +110,7 @@ TEST_CASE("quantize and eval: PTQ from the command line, reported beside the flo
   CHECK(json.find("\"float_accuracy\"") != std::string::npos);
   CHECK(json.find("\"quantization\": \"weight_bits=8") != std::string::npos);
   const EvalResult fq = eval_on_1000(*q.model);
-  const EvalResult fl = eval_on_1000(*load_checkpoint(dir / "float.h5").model);
+  const EvalResult fl = eval_on_1000(*load_train_checkpoint(dir / "float.h5").model);
   CHECK(std::abs(fq.accuracy - fl.accuracy) < 0.01);
 
   // Quantizing twice, or fine-tuning a quantized file as if it were float, is refused.
@@ -132,7 +132,7 @@ TEST_CASE("train --init: QAT fine-tunes a float checkpoint, starting from its ac
   tune.config.lr = 0.01;
   tune.config.qat = describe(QatConfig{});
   const auto records = run_training(tune);
-  LoadedCheckpoint ck = load_checkpoint(tune.out);
+  TrainCheckpoint ck = load_train_checkpoint(tune.out);
   CHECK(ck.quantized);
   CHECK(ck.config.init == dir / "float.h5");
   MESSAGE("float ", float_acc * 100, " %, after one QAT epoch from it ", records[0].test_acc * 100, " %");

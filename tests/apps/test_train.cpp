@@ -12,7 +12,7 @@
 #include <iterator>
 #include <thread>
 
-#include "apps/checkpoint.h"
+#include "apps/train_checkpoint.h"
 #include "apps/trainer.h"
 #include "core/h5io.h"
 #include "nn/spec.h"
@@ -32,7 +32,7 @@ TEST_CASE("train: lenet5 learns real MNIST from 3000 images in two epochs") {
   CHECK(records[1].test_acc > 0.85);
   CHECK(records[1].data_bits > 0);
   CHECK(records[1].model_bits > 0);
-  LoadedCheckpoint ck = load_checkpoint(run.out);
+  TrainCheckpoint ck = load_train_checkpoint(run.out);
   CHECK(ck.state.epoch == 2);
   CHECK(ck.config.model == "lenet5");
   CHECK(ck.model->spec() == preset_spec("lenet5"));
@@ -98,7 +98,7 @@ TEST_CASE("train: the crayon binary killed mid-run resumes to the uninterrupted 
   int status = 0;
   waitpid(pid, &status, 0);
   REQUIRE(fs::exists(part));
-  const int64_t done = load_checkpoint(part).state.epoch;
+  const int64_t done = load_train_checkpoint(part).state.epoch;
   CHECK(done >= 1);
   CHECK(done < 4);  // it really was interrupted (4 epochs take far longer than the poll)
   // No temporary file is left behind that could be mistaken for a checkpoint.
@@ -141,7 +141,7 @@ TEST_CASE("checkpoint: truncated, corrupted and foreign files are refused with t
 
   auto refused = [&](const std::string& path) {
     try {
-      load_checkpoint(path);
+      load_train_checkpoint(path);
     } catch (const std::exception& e) {
       const std::string msg = e.what();
       INFO(msg);
@@ -168,7 +168,7 @@ TEST_CASE("checkpoint: truncated, corrupted and foreign files are refused with t
   // A checkpoint whose weight has the wrong shape.
   const std::string reshaped = dir / "reshaped.h5";
   {
-    LoadedCheckpoint ck = load_checkpoint(run.out);
+    TrainCheckpoint ck = load_train_checkpoint(run.out);
     H5Writer w(reshaped);
     w.set_attr("/", "format", kCheckpointFormat);
     w.set_attr("/", "format_version", kCheckpointVersion);
