@@ -1,5 +1,6 @@
 #include "apps/cli.h"
 
+#include <charconv>
 #include <cmath>
 #include <iostream>
 
@@ -7,6 +8,12 @@
 #include "core/limits.h"
 
 namespace crayon {
+
+po::typed_value<double>* real_value(double* target) {
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, *target);
+  return po::value(target)->default_value(*target, std::string(buf, ec == std::errc() ? end : buf));
+}
 
 bool parse_command_line(int argc, char** argv, const po::options_description& opts, po::variables_map& vm,
                         const std::string& usage) {

@@ -13,6 +13,10 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A real-valued flag whose --help shows its default as the shortest text that reads back
+// ("0.9", not boost's "0.90000000000000002").
+po::typed_value<double>* real_value(double* target);
+
 // Parse argv for one subcommand; --help prints usage and returns false (exit 0).
 // Throws UsageError for unknown flags, missing values, bad values or extra arguments.
 bool parse_command_line(int argc, char** argv, const po::options_description& opts, po::variables_map& vm,

@@ -293,7 +293,7 @@ Variable max_pool2d(const Variable& x, const Pool2dParams& p) {
       for (int64_t bc = bc0; bc < bc1; ++bc)
         for (int64_t j = 0; j < per; ++j) pg[bc * g.H * g.W + pa[bc * per + j]] += pd[bc * per + j];
     });
-    in[0].add_grad(dx);
+    in[0].add_fresh_grad(std::move(dx));
   }, "max_pool2d");
 }
 
@@ -332,7 +332,7 @@ Variable avg_pool2d(const Variable& x, const Pool2dParams& p) {
           }
       }
     });
-    in[0].add_grad(dx);
+    in[0].add_fresh_grad(std::move(dx));
   }, "avg_pool2d");
 }
 

@@ -145,7 +145,7 @@ Variable sub(const Variable& a, const Variable& b) {
     if (in[1].requires_grad()) {
       Tensor g = sum_to_shape(dy, in[1].shape()).clone();
       for (float& v : g.values()) v = -v;
-      in[1].add_grad(g);
+      in[1].add_fresh_grad(std::move(g));
     }
   }, "sub");
 }

@@ -79,7 +79,7 @@ Variable max_impl(const Variable& x, const AxisSplit& sp, Shape out_shape, const
     for (int64_t o = 0; o < sp.outer; ++o)
       for (int64_t i = 0; i < sp.inner; ++i)
         pg[(o * sp.n + pa[o * sp.inner + i]) * sp.inner + i] = pd[o * sp.inner + i];
-    in[0].add_grad(g);
+    in[0].add_fresh_grad(std::move(g));
   }, name);
 }
 }  // namespace

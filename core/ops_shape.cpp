@@ -61,7 +61,7 @@ Variable transpose(const Variable& x, int dim0, int dim1) {
   return make_result(std::move(y), {x}, [d0, d1, out](const Tensor& dy, std::vector<Variable>& in) {
     Tensor g = Tensor::empty(in[0].shape());
     swap_axes(dy.data(), g.data(), out, d0, d1);  // the same swap undoes itself
-    in[0].add_grad(g);
+    in[0].add_fresh_grad(std::move(g));
   }, "transpose");
 }
 

@@ -47,7 +47,7 @@ Variable log_softmax(const Variable& x, int axis) {
           pg[j] = pd[j] - std::exp(py[j]) * float(s);
         }
       }
-    in[0].add_grad(g);
+    in[0].add_fresh_grad(std::move(g));
   }, "log_softmax");
 }
 
@@ -72,7 +72,7 @@ Variable softmax(const Variable& x, int axis) {
           pg[j] = py[j] * (pd[j] - float(s));
         }
       }
-    in[0].add_grad(g);
+    in[0].add_fresh_grad(std::move(g));
   }, "softmax");
 }
 

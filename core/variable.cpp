@@ -91,6 +91,12 @@ void Variable::add_grad(const Tensor& g) {
   }
 }
 
+void Variable::add_fresh_grad(Tensor g) {
+  check_same_shape("gradient", node_->value.shape(), g.shape());
+  if (!node_->grad.defined()) node_->grad = std::move(g);
+  else add_into(node_->grad, g);
+}
+
 Tensor& Variable::grad_for_gemm(float* beta) {
   if (!node_->grad.defined()) {
     node_->grad = Tensor::empty(node_->value.shape());

@@ -43,6 +43,9 @@ class Variable {
   void zero_grad();  // drops the gradient (the next backward starts from zero)
   // grad += g (shapes must match).
   void add_grad(const Tensor& g);
+  // The same for a gradient made for this call alone (storage nobody else holds): the first
+  // one is adopted, not copied.
+  void add_fresh_grad(Tensor g);
   // For kernels that accumulate in place (e.g. sgemm with beta): returns the gradient
   // buffer and sets *beta to 0 if the buffer is new (zero-filled), 1 if it holds a
   // gradient to add to. Writing with out = beta*out + new keeps accumulation exact.

@@ -15,6 +15,7 @@ std::vector<std::pair<std::string, Variable>> Module::named_parameters() const {
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_buffers() const {
+  sync_buffers();
   std::vector<std::pair<std::string, Tensor>> out = buffers_;
   for (const auto& [cname, child] : children_)
     for (auto& [n, t] : child->named_buffers()) out.emplace_back(cname + "." + n, t);

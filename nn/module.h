@@ -54,6 +54,10 @@ class Module {
   Variable param(size_t index) const;
   Tensor buffer(size_t index) const;  // a handle sharing the buffer's storage
   virtual void on_train(bool) {}
+  // A module that keeps state outside its buffers (quant/'s FakeQuant keeps its observer
+  // live) writes it into them here. named_buffers() calls it first, so whoever reads or
+  // writes the buffers through those handles sees, and may replace, the current state.
+  virtual void sync_buffers() const {}
 
  private:
   struct Param {

@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "core/limits.h"
+#include "core/parse.h"
 #include "core/ops_conv.h"
 #include "nn/activations.h"
 #include "nn/batchnorm.h"
@@ -144,21 +145,16 @@ class Args {
   float real(const std::string& k) const {
     auto it = values_.find(k);
     if (it == values_.end()) fail(spec_, l_.pos, str("'", l_.name, "' needs argument '", k, "'"));
-    try {
-      size_t used = 0;
-      const float v = std::stof(it->second.value, &used);
-      if (used == it->second.value.size()) return v;
-    } catch (const std::exception&) {
-    }
+    float v = 0;
+    if (parse_number(it->second.value, v)) return v;
     fail(spec_, it->second.pos, str("expected a number for '", k, "', found '", it->second.value, "'"));
   }
 
  private:
   int64_t parse_int(const std::string& v, size_t pos, const std::string& k, int64_t min) const {
-    int64_t out = 0;
-    bool ok = !v.empty() && v.size() <= 9;
-    for (char c : v) ok = ok && std::isdigit(static_cast<unsigned char>(c));
-    if (ok) out = std::stoll(v);
+    uint32_t digits = 0;  // no sign, at most 9 digits: any value fits an int
+    const bool ok = v.size() <= 9 && parse_number(v, digits);
+    const int64_t out = digits;
     if (!ok || out < min)
       fail(spec_, pos, str("expected an integer >= ", min, " for '", k, "' of '", l_.name, "', found '", v, "'"));
     return out;

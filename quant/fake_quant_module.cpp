@@ -93,7 +93,13 @@ void FakeQuant::load_observer() const {
   observer_->load_state(state);
 }
 
-void FakeQuant::store_observer() {
+void FakeQuant::sync_buffers() const {
+  if (observer_dirty_) store_observer();
+  observer_dirty_ = false;
+  buffers_exposed_ = true;
+}
+
+void FakeQuant::store_observer() const {
   Tensor lengths = buffer(kLengths);
   const NamedTensors state = observer_->state();
   CRAYON_CHECK(state.size() == entries_.size(), "observer state has ", state.size(), " entries, expected ",
@@ -111,13 +117,14 @@ void FakeQuant::store_observer() {
 
 void FakeQuant::observe(const Tensor& x) {
   if (frozen()) return;
-  load_observer();
+  if (buffers_exposed_) load_observer();
+  buffers_exposed_ = false;
   try {
     observer_->observe(x);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(str(spec(), ": ", e.what()));
   }
-  store_observer();
+  observer_dirty_ = true;
   if (!calibrating_) set_qparams();  // calibration chooses the grid once, at freeze()
 }
 
@@ -131,7 +138,8 @@ void FakeQuant::set_qparams() {
 void FakeQuant::freeze() {
   calibrating_ = false;
   if (frozen()) return;
-  load_observer();
+  if (buffers_exposed_) load_observer();
+  buffers_exposed_ = false;
   if (!observer_->has_observed()) throw std::logic_error(str(spec(), ": freeze() before any observation"));
   set_qparams();
   set_flag(kFrozen, 1);
@@ -140,6 +148,7 @@ void FakeQuant::freeze() {
 void FakeQuant::reset() {
   observer_ = make_observer(observer_name_, qspec_);
   store_observer();
+  observer_dirty_ = buffers_exposed_ = false;
   buffer(kScale).data()[0] = 1.f;
   buffer(kZeroPoint).data_as<int32_t>()[0] = 0;
   Tensor step = buffer(kStep);

@@ -28,16 +28,17 @@
 //                      buffers, an entry whose length varies is padded to its capacity
 //                      (min/max: 1; a reservoir's samples: 65536 floats), with the true
 //                      lengths in observer_lengths (i32, one per entry)
-// The buffers are the source of truth: the observer object is loaded from them before each
-// observation and written back after, so restoring buffers restores the FakeQuant exactly,
-// mid-warm-up included.
+// Between observations the live observer object holds the statistics; named_buffers()
+// writes them into the buffers first (sync_buffers), and the next observation after anyone
+// has held those handles reloads the observer from them. So restoring buffers restores the
+// FakeQuant exactly, mid-warm-up included, and a warm-up step copies no reservoir.
 //
 // Rebuilding a QAT checkpoint: spec() gives "fakequant(8)", which nn/spec.cpp does not parse
-// (nn cannot see quant). The plan: the checkpoint stores float_spec(model) (quant/qat.h:
-// the model's spec without the fakequant layers; after BN folding that is the folded float
-// model) and describe(QatConfig) as attributes; loading calls build_model(float spec),
-// then prepare_qat(model, parse_qat_config(text)), which inserts the FakeQuant modules at
-// the same positions with the same names, and only then reads parameters and buffers.
+// (nn cannot see quant). So the checkpoint (apps/checkpoint.h) stores float_spec(model)
+// (quant/qat.h: the model's spec without the fakequant layers; after BN folding, the folded
+// float model) and describe(QatConfig); loading calls build_model(float spec), then
+// prepare_qat(model, parse_qat_config(text)), which inserts the FakeQuant modules at the
+// same positions with the same names, and only then reads parameters and buffers.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -78,7 +79,8 @@ class FakeQuant : public Module {
 
  private:
   void load_observer() const;   // buffers -> observer_
-  void store_observer();        // observer_ -> buffers
+  void store_observer() const;  // observer_ -> buffers
+  void sync_buffers() const override;
   void set_qparams();           // observer_'s qparams -> scale, zero_point; observed = 1
   int32_t flag(size_t index) const;
   void set_flag(size_t index, int32_t v);
@@ -90,6 +92,8 @@ class FakeQuant : public Module {
   std::unique_ptr<Observer> observer_;  // a calculator; its state lives in the buffers
   std::vector<std::string> entries_;    // observer state entry names, buffer k_first_entry + i
   bool calibrating_ = false;
+  mutable bool observer_dirty_ = false;    // observer_ has statistics the buffers lack
+  mutable bool buffers_exposed_ = false;   // handles to the buffers went out: they may be newer
 };
 
 }  // namespace crayon

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/parse.h"
 #include "quant/observer.h"
 
 namespace crayon {
@@ -51,8 +52,9 @@ namespace {
 
 // Digits only (no sign, no spaces), the whole text.
 uint64_t unsigned_value(const std::string& key, const std::string& v, const char* expected) {
-  if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) bad(key, v, expected);
-  return std::stoull(v);
+  uint64_t n = 0;
+  if (!parse_number(v, n)) bad(key, v, expected);
+  return n;
 }
 
 bool bool_value(const std::string& key, const std::string& v) {

@@ -15,21 +15,11 @@
 
 #include "apps/train_checkpoint.h"
 #include "apps/trainer.h"
+#include "tests/support/temp_dir.h"
 
 namespace crayon {
 
 namespace fs = std::filesystem;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("crayon-train-" + std::to_string(::getpid()) + "-" +
-                                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 inline TrainRun small_run(const std::string& out, const std::string& model = "mlp") {
   TrainRun run;

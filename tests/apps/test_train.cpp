@@ -102,7 +102,7 @@ TEST_CASE("train: the crayon binary killed mid-run resumes to the uninterrupted 
   CHECK(done >= 1);
   CHECK(done < 4);  // it really was interrupted (4 epochs take far longer than the poll)
   // No temporary file is left behind that could be mistaken for a checkpoint.
-  for (auto& e : fs::directory_iterator(dir.path)) CHECK(e.path().extension() == ".h5");
+  for (auto& e : fs::directory_iterator(dir.path())) CHECK(e.path().extension() == ".h5");
 
   std::vector<std::string> resume{bin, "train", "--resume", part, "--epochs", "4", "--out", part, "--quiet"};
   REQUIRE(wait_ok(spawn(resume)));

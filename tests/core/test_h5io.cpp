@@ -23,6 +23,7 @@
 
 #include "core/check.h"
 #include "core/h5io.h"
+#include "tests/support/temp_dir.h"
 #include "core/rng.h"
 
 using namespace crayon;
@@ -35,26 +36,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory, removed with its contents at the end of the test.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "crayon_h5io_XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    dir = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator/(const std::string& name) const { return (dir / name).string(); }
-  std::vector<std::string> files() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-};
+// The names in a test's folder, sorted.
+std::vector<std::string> files_in(const TempDir& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir.path())) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -342,9 +330,9 @@ TEST_CASE("h5io: an uncommitted writer leaves the old file untouched and no temp
     H5Writer w(path);
     w.write_tensor("w", f32_tensor({4, 4}, 2));
     w.set_attr("/", "epoch", 2);
-    CHECK(tmp.files().size() == 2);  // the temporary file sits next to the target
+    CHECK(files_in(tmp).size() == 2);  // the temporary file sits next to the target
   }
-  CHECK(tmp.files() == std::vector<std::string>{"ckpt.h5"});
+  CHECK(files_in(tmp) == std::vector<std::string>{"ckpt.h5"});
   CHECK(read_bytes(path) == before);
 
   // An exception mid-way (here: a NaN) unwinds the same way.
@@ -357,7 +345,7 @@ TEST_CASE("h5io: an uncommitted writer leaves the old file untouched and no temp
     w.commit();
   } catch (const std::runtime_error&) {
   }
-  CHECK(tmp.files() == std::vector<std::string>{"ckpt.h5"});
+  CHECK(files_in(tmp) == std::vector<std::string>{"ckpt.h5"});
   CHECK(read_bytes(path) == before);
   CHECK(same_bytes(H5Reader(path).read_tensor("w", DType::f32), f32_tensor({4, 4}, 1)));
 }
@@ -382,7 +370,7 @@ TEST_CASE("h5io: a writer removes temporary files of dead processes for its path
   want.push_back("ck.h5");
   want.push_back(str("ck.h5.tmp.", dead, ".1"));
   std::sort(want.begin(), want.end());
-  CHECK(tmp.files() == want);
+  CHECK(files_in(tmp) == want);
 }
 
 TEST_CASE("h5io: commit replaces the old file with the new one") {
@@ -395,13 +383,13 @@ TEST_CASE("h5io: commit replaces the old file with the new one") {
     w.commit();
     CHECK_THROWS_AS(w.write_tensor("late", f32_tensor({1}, 0)), std::logic_error);
   }
-  CHECK(tmp.files() == std::vector<std::string>{"ckpt.h5"});
+  CHECK(files_in(tmp) == std::vector<std::string>{"ckpt.h5"});
   H5Reader r(path);
   CHECK(same_bytes(r.read_tensor("w", DType::f32, {4, 4}), f32_tensor({4, 4}, 2)));
   CHECK(r.attr_int("/", "epoch") == 2);
   // A plain file name (no directory part) commits into the current directory.
   const fs::path cwd = fs::current_path();
-  fs::current_path(tmp.dir);
+  fs::current_path(tmp.path());
   write_one(tmp, "here.h5", "x", f32_tensor({1}, 0));
   fs::current_path(cwd);
   CHECK(fs::exists(tmp / "here.h5"));
@@ -417,7 +405,7 @@ TEST_CASE("h5io: a float tensor holding NaN or Inf is refused, naming the datase
     expect_error([&] { w.write_tensor("layer3/weight", t); }, path,
                  {"/layer3/weight", "finite", "flat index 7"});
   }
-  CHECK(tmp.files().empty());
+  CHECK(files_in(tmp).empty());
 }
 
 TEST_CASE("h5io: writer misuse gives an error naming the file and the object") {
@@ -441,7 +429,7 @@ TEST_CASE("h5io: a missing, non-HDF5, empty or truncated file gives one error na
   expect_error([&] { H5Reader r(missing); }, missing,
                {"expected an HDF5 file, found no such file"});
 
-  expect_error([&] { H5Reader r(tmp.dir.string()); }, tmp.dir.string(), {"found a directory"});
+  expect_error([&] { H5Reader r(tmp.path().string()); }, tmp.path().string(), {"found a directory"});
 
   const std::string garbage = tmp / "garbage.h5";
   std::string bytes(4096, '\0');

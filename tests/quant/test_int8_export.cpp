@@ -28,6 +28,7 @@
 #include "quant/int8_export.h"
 #include "quant/prediction_kl.h"
 #include "quant/qat.h"
+#include "tests/support/temp_dir.h"
 
 using namespace crayon;
 namespace fs = std::filesystem;
@@ -35,15 +36,6 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string mnist_dir() { return std::string(CRAYON_SOURCE_DIR) + "/data/mnist"; }
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() /
-                  ("crayon-int8-" + std::to_string(::getpid()) + "-" +
-                   std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 // lenet5 trained for one epoch on 2000 MNIST images, then 8-bit PTQ: one model for every
 // test in this file (built once; the tests only read it).
