@@ -165,58 +165,5 @@ Tensor dequantize(const Tensor& q, const QParams& qp) {
   return y;
 }
 
-Variable fake_quant_lsq(const Variable& x, const Variable& scale, const QuantSpec& spec, Rng* rng) {
-  // x: any shape, scale: (1,) / () per-tensor or (C,) per-channel along spec.axis -> x's shape
-  if (!spec.symmetric)
-    throw std::invalid_argument("fake_quant_lsq: LSQ learns a symmetric grid; spec is affine");
-  spec.validate();
-  if (spec.axis >= x.ndim())
-    throw std::invalid_argument(str("fake_quant_lsq: axis ", spec.axis, " out of range for x of shape ",
-                                    shape_str(x.shape())));
-  const int64_t channels = spec.axis < 0 ? 1 : x.size(spec.axis);
-  if (scale.numel() != channels || scale.ndim() > 1)
-    throw std::invalid_argument(str("fake_quant_lsq: scale of shape ", shape_str(scale.shape()), " for x of shape ",
-                                    shape_str(x.shape()), " and axis ", spec.axis, " (need (", channels, ",))"));
-  require_rng("fake_quant_lsq", spec, rng);
-  QParams qp{{scale.value().values().begin(), scale.value().values().end()},
-             std::vector<int32_t>(size_t(channels), 0), spec.axis < 0 ? -1 : spec.axis};
-  check_qparams_fit("fake_quant_lsq", x.shape(), qp, spec);
-
-  const float qmin = float(spec.qmin()), qmax = float(spec.qmax());
-  Tensor y = Tensor::empty(x.shape());
-  float* py = y.data();
-  const float* px = x.value().data();
-  // Per element: the local derivatives dx_hat/dx (0 or 1) and dx_hat/ds, from the forward's t and round(t).
-  auto dxdx = std::make_shared<std::vector<uint8_t>>(size_t(x.numel()));
-  auto dxds = std::make_shared<std::vector<float>>(size_t(x.numel()));
-  for_each_quantized(x.value(), qp, spec, rng, [&](int64_t i, size_t c, float r, float, float v) {
-    const float s = qp.scale[c], t = px[i] / s;
-    py[i] = v;
-    const bool inside = qmin < t && t < qmax;
-    (*dxdx)[size_t(i)] = inside ? 1 : 0;
-    (*dxds)[size_t(i)] = inside ? r - t : (t <= qmin ? qmin : qmax);
-  });
-  const double per_scale = double(x.numel() / channels);  // N: elements sharing one scale
-  const double g = per_scale > 0 ? 1.0 / std::sqrt(per_scale * double(qmax)) : 0.0;
-  const int64_t inner = spec.axis < 0 ? x.numel() : inner_size(x.shape(), spec.axis);
-  return make_result(std::move(y), {x, scale},
-                     [dxdx, dxds, g, inner, channels](const Tensor& dy, std::vector<Variable>& in) {
-    const float* pd = dy.data();
-    const int64_t n = dy.numel();
-    if (in[0].requires_grad()) {
-      float beta;
-      Tensor& dx = in[0].grad_accumulator(&beta);
-      float* pg = dx.data();
-      for (int64_t i = 0; i < n; ++i) pg[i] = beta * pg[i] + ((*dxdx)[size_t(i)] ? pd[i] : 0.f);
-    }
-    if (in[1].requires_grad()) {
-      std::vector<double> acc(size_t(channels), 0.0);
-      for (int64_t i = 0; i < n; ++i) acc[size_t(channel_of(i, inner, channels))] += double(pd[i]) * (*dxds)[size_t(i)];
-      Tensor dscale = Tensor::empty(in[1].shape());
-      for (int64_t c = 0; c < channels; ++c) dscale.data()[c] = float(g * acc[size_t(c)]);
-      in[1].add_grad(dscale);
-    }
-  }, "fake_quant_lsq");
-}
 
 }  // namespace crayon

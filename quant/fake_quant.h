@@ -46,17 +46,5 @@ Tensor dequantize(const Tensor& q, const QParams& qp);
 // channels == x.size(axis)).
 void check_qparams_fit(const char* who, const Shape& x_shape, const QParams& qp, const QuantSpec& spec);
 
-// Learned step size quantization (LSQ; Esser et al., "Learned Step Size Quantization",
-// ICLR 2020): the scale s is a Variable that trains. Symmetric grid only (zero point 0).
-// s: shape (1,) or () per-tensor, or (C,) with spec.axis >= 0 and C = x.size(spec.axis).
-// Forward as fake_quant with scale s. With t = x / s:
-//   dx_hat/dx = 1 if qmin < t < qmax, else 0                            (LSQ eq. 5)
-//   dx_hat/ds = round(t) - t   if qmin < t < qmax                        (LSQ eq. 3)
-//               qmin           if t <= qmin
-//               qmax           if t >= qmax
-//   ds = g * sum_i dy_i * dx_hat_i/ds,  g = 1 / sqrt(N * qmax)           (LSQ section 2.2)
-// where N is the number of elements sharing that scale (all of x per-tensor, one channel
-// per-channel) and round(t) is the forward's (possibly stochastic) rounding.
-Variable fake_quant_lsq(const Variable& x, const Variable& scale, const QuantSpec& spec, Rng* rng = nullptr);
 
 }  // namespace crayon
