@@ -175,7 +175,7 @@ TEST_CASE("eval --save-logits: per-image outputs of float, quantized and int8 mo
   REQUIRE(cli("quantize -q --model " + run.out + " --calib-batches 2 --out " + (dir / "q.h5") + " --data-dir " +
               mnist_dir()) == 0);
   REQUIRE(cli("export -q --model " + (dir / "q.h5") + " --out " + (dir / "q.int8.h5")) == 0);
-  for (const std::string model : {run.out, dir / "q.h5", dir / "q.int8.h5"}) {
+  for (const std::string& model : {run.out, dir / "q.h5", dir / "q.int8.h5"}) {
     CAPTURE(model);
     REQUIRE(cli("eval --json --model " + model + data + " --save-logits " + (dir / "out.h5")) == 0);
     const std::string json = cli.output();
