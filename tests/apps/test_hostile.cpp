@@ -93,9 +93,9 @@ TEST_CASE("eval: a float, quantized or int8 model whose outputs are not the data
   TempDir dir;
   const Cli cli(dir);
   const std::string data = " --data-dir " + mnist_dir() + " --limit 300";
-  for (const std::string& spec : {"flatten-linear(12)", "flatten-linear(1000)", "flatten-linear(3)", "flatten"}) {
+  for (const char* spec : {"flatten-linear(12)", "flatten-linear(1000)", "flatten-linear(3)", "flatten"}) {
     for (bool quantized : {false, true}) {
-      if (quantized && spec == "flatten") continue;  // nothing to quantize
+      if (quantized && std::string(spec) == "flatten") continue;  // nothing to quantize
       CAPTURE(spec);
       CAPTURE(quantized);
       const std::string path = checkpoint_of(dir, "m.h5", spec, quantized);
@@ -266,7 +266,7 @@ TEST_CASE("resume: a missing optimizer buffer is refused, naming the file, inste
 TEST_CASE("cli: --threads is bounded, empty paths and a zero QAT warm-up are usage errors") {
   TempDir dir;
   const Cli cli(dir);
-  for (const std::string& cmd : {"train", "eval --model x.h5", "quantize --model x.h5"}) {
+  for (const std::string& cmd : std::initializer_list<std::string>{"train", "eval --model x.h5", "quantize --model x.h5"}) {
     CAPTURE(cmd);
     CHECK(cli(cmd + " --threads 100000") == 2);
     CHECK(cli.first_error_line().find("--threads: expected at most " + std::to_string(max_threads())) !=
