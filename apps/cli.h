@@ -36,5 +36,6 @@ int cmd_eval(int argc, char** argv);
 int cmd_fetch(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_export(int argc, char** argv);
+int cmd_analyze(int argc, char** argv);
 
 }  // namespace crayon

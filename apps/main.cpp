@@ -21,6 +21,7 @@ const Command kCommands[] = {
     {"eval", crayon::cmd_eval, "accuracy of a checkpoint or int8 model; --compare an int8 model beside it"},
     {"quantize", crayon::cmd_quantize, "post-training quantization: calibrate a float checkpoint's activation grids"},
     {"export", crayon::cmd_export, "a quantized checkpoint to an int8 model file that crayon's integer engine runs"},
+    {"analyze", crayon::cmd_analyze, "per-layer grid errors, the certified error bound, KL, layer sensitivity, bits"},
     {"fetch", crayon::cmd_fetch, "download a dataset (MNIST, Fashion-MNIST, KMNIST, CIFAR-10), verify its checksums"},
 };
 

@@ -28,20 +28,6 @@
 
 namespace crayon {
 
-namespace {
-
-std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, std::vector<Variable> params) {
-  const float lr = float(c.lr), wd = float(c.weight_decay);
-  if (c.optimizer == "sgd")
-    return std::make_unique<SGD>(std::move(params),
-                                 SgdOptions{lr, float(c.momentum), c.nesterov != 0, wd});
-  if (c.optimizer == "adam") return std::make_unique<Adam>(std::move(params), AdamOptions{.lr = lr, .weight_decay = wd});
-  if (c.optimizer == "adamw")
-    return std::make_unique<AdamW>(std::move(params), AdamWOptions{.lr = lr, .weight_decay = wd});
-  throw std::invalid_argument(str("--optimizer: expected sgd, adam or adamw, got '", c.optimizer, "'"));
-}
-
-// Weights the priors apply to: matrices and kernels, not biases or batch-norm scales.
 std::vector<Variable> prior_weights(const Module& m) {
   std::vector<Variable> w;
   for (auto& [name, v] : m.named_parameters())
@@ -49,11 +35,9 @@ std::vector<Variable> prior_weights(const Module& m) {
   return w;
 }
 
-// The model's description length in bits (DESIGN.md idea 1) under the prior training used,
-// for n training examples: the loss is mean CE + lambda * R(w), so the prior that
-// objective assumes has strength n * lambda (optim/regularizer.h). With neither L1 nor L2,
-// a Gaussian prior with sigma fitted to the weights (the maximum-likelihood sigma = rms w).
-double model_bits(const TrainConfig& c, const std::vector<Variable>& w, int64_t n) {
+// The loss is mean CE + lambda * R(w), so the prior that objective assumes has strength
+// n * lambda; without one, the maximum-likelihood Gaussian (sigma = rms w).
+double prior_bits(const TrainConfig& c, const std::vector<Variable>& w, int64_t n) {
   if (c.l1 > 0) return L1Regularizer(c.l1 * double(n)).model_bits(w);
   if (c.l2 > 0) return L2Regularizer(c.l2 * double(n)).model_bits(w);
   double ss = 0;
@@ -65,6 +49,19 @@ double model_bits(const TrainConfig& c, const std::vector<Variable>& w, int64_t 
   if (count == 0 || ss == 0) return 0;
   const double sigma2 = ss / double(count);
   return L2Regularizer(1.0 / (2.0 * sigma2)).model_bits(w);
+}
+
+namespace {
+
+std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, std::vector<Variable> params) {
+  const float lr = float(c.lr), wd = float(c.weight_decay);
+  if (c.optimizer == "sgd")
+    return std::make_unique<SGD>(std::move(params),
+                                 SgdOptions{lr, float(c.momentum), c.nesterov != 0, wd});
+  if (c.optimizer == "adam") return std::make_unique<Adam>(std::move(params), AdamOptions{.lr = lr, .weight_decay = wd});
+  if (c.optimizer == "adamw")
+    return std::make_unique<AdamW>(std::move(params), AdamWOptions{.lr = lr, .weight_decay = wd});
+  throw std::invalid_argument(str("--optimizer: expected sgd, adam or adamw, got '", c.optimizer, "'"));
 }
 
 class EpochLog {
@@ -309,7 +306,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
       r.val_acc = ve.accuracy;
     }
     r.data_bits = r.train_loss * double(train.size()) / std::log(2.0);
-    r.model_bits = model_bits(cfg, weights, train.size());
+    r.model_bits = prior_bits(cfg, weights, train.size());
     r.seconds = train_seconds;
     r.images_per_s = double(seen) / train_seconds;
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "apps/train_config.h"
+#include "nn/module.h"
 
 namespace crayon {
 
@@ -29,6 +30,14 @@ struct EpochRecord {
   double data_bits = 0, model_bits = 0, grad_norm = 0;
   double seconds = 0, images_per_s = 0;
 };
+
+// Weights the priors apply to: matrices and kernels, not biases or batch-norm scales.
+std::vector<Variable> prior_weights(const Module& m);
+
+// The weights' description length in bits (DESIGN.md idea 1) under the prior training used
+// (--l1 / --l2 with strength n * lambda for n training examples; without either, a Gaussian
+// with sigma fitted to the weights), each weight to precision 2^-8 (optim/regularizer.h).
+double prior_bits(const TrainConfig& c, const std::vector<Variable>& weights, int64_t n);
 
 // Throws std::runtime_error / std::invalid_argument with a one-line message on bad input
 // or a non-finite loss (naming the epoch and step; the last checkpoint is left intact).

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(g++ cmake make pkg-config libopenblas-dev libhdf5-dev libboost-program-options-dev
-          doctest-dev zlib1g-dev python3 python3-numpy python3-h5py)
+          doctest-dev zlib1g-dev libcurl4-openssl-dev gnuplot-nox python3 python3-numpy python3-h5py)
 for arg in "$@"; do
   case "$arg" in
     --bench) packages+=(python3-torch python3-numpy) ;;

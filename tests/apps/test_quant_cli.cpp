@@ -206,3 +206,45 @@ TEST_CASE("eval --save-logits: per-image outputs of float, quantized and int8 mo
   }
   CHECK(cli("eval --model " + run.out + data + " --save-logits ''") == 2);
 }
+
+TEST_CASE("analyze: a float checkpoint by PTQ and a quantized one, as text, JSON (parsed) and PNG plots") {
+  TempDir dir;
+  const Cli cli(dir);
+  TrainRun run = small_run(dir / "float.h5");
+  run.config.epochs = 1;
+  run.config.train_limit = 1000;
+  run_training(run);
+  const std::string data = " --data-dir " + mnist_dir() + " --limit 400 --train-limit 500";
+  REQUIRE(cli("analyze --model " + run.out + " --weight-bits 4 --act-bits 4 --sensitivity" + data) == 0);
+  const std::string text = cli.output();
+  for (const char* want : {"W4A4 (PTQ, minmax observer", "SQNR dB", "certified", "KL(float || quantized)",
+                           "only it: acc", "description length (bits)"})
+    CHECK(text.find(want) != std::string::npos);
+  // JSON: every instrument, readable by Python's json module; the numbers hold together.
+  REQUIRE(cli("analyze --json --model " + run.out + " --weight-bits 3 --act-bits 3 --plot " + (dir / "plots") + data) == 0);
+  const std::string py = dir / "check.py";
+  std::ofstream(py) << "import json, sys\n"
+                       "a = json.load(open(sys.argv[1]))\n"
+                       "assert a['grid'] == 'W3A3' and a['samples'] == 400, a['grid']\n"
+                       "assert len(a['weights']) == 3 and len(a['activations']) == 3 and len(a['bound']) == 4\n"
+                       "assert 0 <= a['certified'] <= a['kept'] <= 1\n"
+                       "assert all(b['mean_measured'] <= b['mean_bound'] for b in a['bound'])\n"
+                       "assert a['kl']['mean'] > 0 and a['description_bits']['train_examples'] == 500\n"
+                       "print('ok')\n";
+  const std::string out = dir / "py.txt";
+  CHECK(std::system(("/usr/bin/python3 " + py + " " + cli.out + " > " + out + " 2>&1").c_str()) == 0);
+  CHECK(slurp(out) == "ok\n");
+  for (const char* png : {"bound.png", "kl.png", "sqnr.png"}) {
+    CAPTURE(png);
+    const std::string bytes = slurp(dir / ("plots/" + std::string(png)));
+    CHECK(bytes.size() > 1000);
+    CHECK(bytes.compare(1, 3, "PNG") == 0);
+  }
+  // A quantized checkpoint brings its own grids; a flag that would change them is refused.
+  REQUIRE(cli("quantize -q --model " + run.out + " --calib-batches 2 --out " + (dir / "q.h5") + " --data-dir " +
+              mnist_dir()) == 0);
+  CHECK(cli("analyze --model " + (dir / "q.h5") + data) == 0);
+  CHECK(cli.output().find("quantized checkpoint against its float copy") != std::string::npos);
+  CHECK(cli("analyze --model " + (dir / "q.h5") + " --weight-bits 4" + data) == 2);
+  CHECK(cli.first_error_line().find("--weight-bits: ") != std::string::npos);
+}
