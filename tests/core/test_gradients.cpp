@@ -11,6 +11,7 @@
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/threads.h"
 #include "tests/support/tensors.h"
 
 using namespace crayon;
@@ -19,13 +20,6 @@ using namespace crayon::testing;
 namespace {
 
 using Vars = std::vector<Variable>;
-
-// Sets the thread count for one test and restores the previous one.
-struct ThreadCount {
-  explicit ThreadCount(int n) { set_num_threads(n); }
-  ~ThreadCount() { set_num_threads(saved); }
-  int saved = num_threads();
-};
 
 GradCheckOptions named(const std::string& name) {
   GradCheckOptions o;

@@ -21,6 +21,7 @@
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "core/reference.h"
+#include "tests/support/threads.h"
 #include "tests/support/tensors.h"
 
 using namespace crayon;
@@ -78,11 +79,6 @@ void check_conv(const ConvCase& c, bool with_bias, uint64_t seed) {
 }
 
 // Restores the thread count a test changed.
-struct ThreadCountGuard {
-  int saved = num_threads();
-  ~ThreadCountGuard() { set_num_threads(saved); }
-};
-
 }  // namespace
 
 TEST_CASE("blas: the binary links OpenBLAS, not the reference BLAS") {
@@ -180,7 +176,7 @@ TEST_CASE("threads: 1 and 2 threads give conv2d and matmul results equal within 
   // OpenBLAS may split a GEMM differently per thread count, so bit-identity across thread
   // counts is not promised (DESIGN.md promises it for a fixed count); the results must agree
   // to the kernel tolerance, and a fixed count must reproduce itself bit for bit.
-  ThreadCountGuard guard;
+  ThreadCount guard;
   const Tensor x = normal({40, 3, 32, 32}, 600), w = normal({8, 3, 3, 3}, 601), b = normal({8}, 602);
   const Tensor a = normal({257, 130}, 603), m = normal({130, 191}, 604);
   const Conv2dParams p{1, 1, 1, 1};
@@ -206,7 +202,7 @@ TEST_CASE("threads: 1 and 2 threads give conv2d and matmul results equal within 
 
 TEST_CASE("threads: pooling forward and backward are bit-identical for 1 and 2 threads") {
   // Each (image, channel) plane is one task, so the split cannot change any sum.
-  ThreadCountGuard guard;
+  ThreadCount guard;
   const Tensor x = normal({3, 5, 9, 8}, 610), dy = normal({3, 5, 5, 4}, 611);
   const Pool2dParams p{3, 3, 2, 2, 1, 1};
   auto run = [&](int threads) {
@@ -225,7 +221,7 @@ TEST_CASE("threads: pooling forward and backward are bit-identical for 1 and 2 t
 }
 
 TEST_CASE("parallel_for: every index from 0 to n-1 is visited exactly once, for 1 to 3 threads") {
-  ThreadCountGuard guard;
+  ThreadCount guard;
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
     CHECK(num_threads() == threads);
@@ -252,7 +248,7 @@ TEST_CASE("parallel_for: every index from 0 to n-1 is visited exactly once, for 
 }
 
 TEST_CASE("parallel_for: nested loops run inline and an exception reaches the caller") {
-  ThreadCountGuard guard;
+  ThreadCount guard;
   set_num_threads(2);
   std::atomic<int64_t> total{0};
   parallel_for(4, [&](int64_t b, int64_t e) {

@@ -1,9 +1,8 @@
 #pragma once
-// Test helpers: a temporary directory removed at scope exit, and writers for the good
-// and broken files the data tests feed to the readers.
+// Test helpers: writers for the good and broken files the data tests feed to the readers
+// (and the shared TempDir).
 #include <zlib.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -13,32 +12,11 @@
 #include <unistd.h>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
+
 namespace crayon::test {
 
 using Bytes = std::vector<uint8_t>;
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    const auto tick = std::chrono::steady_clock::now().time_since_epoch().count();
-    path_ = std::filesystem::temp_directory_path() /
-            ("crayon-data-test-" + std::to_string(::getpid()) + "-" + std::to_string(tick) + "-" +
-             std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 inline void write_raw(const std::string& path, const Bytes& bytes) {
   std::ofstream f(path, std::ios::binary);

@@ -14,12 +14,12 @@ namespace {
 void write_mnist_like(const TempDir& dir, size_t n, size_t m, bool gz, size_t h = 4, size_t w = 3) {
   const auto write = gz ? write_gz : write_raw;
   const std::string ext = gz ? ".gz" : "";
-  write(dir.file("train-images-idx3-ubyte" + ext), idx_bytes({uint32_t(n), uint32_t(h), uint32_t(w)},
+  write((dir / "train-images-idx3-ubyte" + ext), idx_bytes({uint32_t(n), uint32_t(h), uint32_t(w)},
                                                               pattern_pixels(n, h, w)));
-  write(dir.file("train-labels-idx1-ubyte" + ext), idx_bytes({uint32_t(n)}, pattern_labels(n)));
-  write(dir.file("t10k-images-idx3-ubyte" + ext), idx_bytes({uint32_t(m), uint32_t(h), uint32_t(w)},
+  write((dir / "train-labels-idx1-ubyte" + ext), idx_bytes({uint32_t(n)}, pattern_labels(n)));
+  write((dir / "t10k-images-idx3-ubyte" + ext), idx_bytes({uint32_t(m), uint32_t(h), uint32_t(w)},
                                                              pattern_pixels(m, h, w)));
-  write(dir.file("t10k-labels-idx1-ubyte" + ext), idx_bytes({uint32_t(m)}, pattern_labels(m)));
+  write((dir / "t10k-labels-idx1-ubyte" + ext), idx_bytes({uint32_t(m)}, pattern_labels(m)));
 }
 }  // namespace
 
@@ -45,20 +45,20 @@ TEST_CASE("dataset: load_mnist_like reads raw and gzipped folders into (N, 1, H,
 TEST_CASE("dataset: load_mnist_like names every file it looked for when one is missing") {
   TempDir dir;
   write_mnist_like(dir, 3, 3, true);
-  std::filesystem::remove(dir.file("t10k-labels-idx1-ubyte.gz"));
+  std::filesystem::remove((dir / "t10k-labels-idx1-ubyte.gz"));
   CHECK(error_of([&] { load_mnist_like(dir.path().string(), false); }) ==
         dir.path().string() + ": no MNIST-style t10k labels file found: looked for t10k-labels-idx1-ubyte, "
                               "t10k-labels-idx1-ubyte.gz, t10k-labels.idx1-ubyte, t10k-labels.idx1-ubyte.gz");
-  CHECK(contains(error_of([&] { load_mnist_like(dir.file("missing"), true); }),
-                 dir.file("missing") + ": expected a directory holding MNIST-style IDX files"));
+  CHECK(contains(error_of([&] { load_mnist_like((dir / "missing"), true); }),
+                 (dir / "missing") + ": expected a directory holding MNIST-style IDX files"));
 }
 
 TEST_CASE("dataset: an image/label count mismatch names both files and both counts") {
   TempDir dir;
-  write_raw(dir.file("img"), idx_bytes({6, 2, 2}, pattern_pixels(6, 2, 2)));
-  write_raw(dir.file("lbl"), idx_bytes({5}, pattern_labels(5)));
-  CHECK(error_of([&] { load_idx_pair(dir.file("img"), dir.file("lbl")); }) ==
-        dir.file("img") + " holds 6 images but " + dir.file("lbl") +
+  write_raw((dir / "img"), idx_bytes({6, 2, 2}, pattern_pixels(6, 2, 2)));
+  write_raw((dir / "lbl"), idx_bytes({5}, pattern_labels(5)));
+  CHECK(error_of([&] { load_idx_pair((dir / "img"), (dir / "lbl")); }) ==
+        (dir / "img") + " holds 6 images but " + (dir / "lbl") +
             " holds 5 labels: expected one label per image");
 }
 
@@ -66,13 +66,13 @@ TEST_CASE("dataset: a label outside the classes names the labels file and the in
   TempDir dir;
   Bytes y = pattern_labels(4);
   y[3] = 10;
-  write_raw(dir.file("img"), idx_bytes({4, 2, 2}, pattern_pixels(4, 2, 2)));
-  write_raw(dir.file("lbl"), idx_bytes({4}, y));
-  CHECK(error_of([&] { load_idx_pair(dir.file("img"), dir.file("lbl")); }) ==
-        dir.file("lbl") + ": label 10 at index 3, expected 0..9 (10 classes)");
+  write_raw((dir / "img"), idx_bytes({4, 2, 2}, pattern_pixels(4, 2, 2)));
+  write_raw((dir / "lbl"), idx_bytes({4}, y));
+  CHECK(error_of([&] { load_idx_pair((dir / "img"), (dir / "lbl")); }) ==
+        (dir / "lbl") + ": label 10 at index 3, expected 0..9 (10 classes)");
   // With more classes (an EMNIST-style set) the same file is fine.
   std::vector<std::string> names(11, "c");
-  CHECK(load_idx_pair(dir.file("img"), dir.file("lbl"), names).label(3) == 10);
+  CHECK(load_idx_pair((dir / "img"), (dir / "lbl"), names).label(3) == 10);
 }
 
 TEST_CASE("dataset: split holds out the last n_val examples") {

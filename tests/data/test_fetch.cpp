@@ -314,7 +314,7 @@ TEST_CASE("fetch: a file already present with the wrong MD5 is replaced only by 
   HttpServer server;
   DatasetSource src = one_file("f.gz", "https://example.org/files/f.gz", md5_of(text_bytes("good")), 4);
   TempDir work;
-  write_raw(work.file("f.gz"), text_bytes("old!"));
+  write_raw((work / "f.gz"), text_bytes("old!"));
   FetchOptions o;
   o.base_url = server.url();
   server.serve("files/f.gz", text_bytes("bad!"));
@@ -392,7 +392,7 @@ TEST_CASE("fetch: download follows redirects") {
   server.serve("sub/index.txt", text_bytes("x"));
   TempDir work;
   // http.server answers /sub with 301 -> /sub/, whose directory listing names index.txt.
-  const uint64_t n = download(server.url() + "/sub", work.file("page"));
+  const uint64_t n = download(server.url() + "/sub", (work / "page"));
   CHECK(n > 0);
   CHECK(contains(read_text(work.path() / "page"), "index.txt"));
 }

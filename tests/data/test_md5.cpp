@@ -53,7 +53,7 @@ TEST_CASE("md5: md5_file matches the published MD5 of the MNIST test labels") {
 
 TEST_CASE("md5: md5_file on a missing file names it") {
   TempDir dir;
-  const std::string err = error_of([&] { md5_file(dir.file("nope.gz")); });
+  const std::string err = error_of([&] { md5_file((dir / "nope.gz")); });
   CHECK(contains(err, "nope.gz"));
   CHECK(contains(err, "cannot open"));
 }

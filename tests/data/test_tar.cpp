@@ -33,7 +33,7 @@ std::vector<std::string> tree(const fs::path& root) {
 struct Setup {
   TempDir dir;
   fs::path out = dir.path() / "out";
-  std::string archive = dir.file("a.tar");
+  std::string archive = (dir / "a.tar");
   Setup() { fs::create_directories(out); }
   std::string extract_error(const Bytes& tar) {
     write_raw(archive, tar);
