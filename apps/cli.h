@@ -37,5 +37,6 @@ int cmd_fetch(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_export(int argc, char** argv);
 int cmd_analyze(int argc, char** argv);
+int cmd_sweep(int argc, char** argv);
 
 }  // namespace crayon

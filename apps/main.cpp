@@ -22,6 +22,7 @@ const Command kCommands[] = {
     {"quantize", crayon::cmd_quantize, "post-training quantization: calibrate a float checkpoint's activation grids"},
     {"export", crayon::cmd_export, "a quantized checkpoint to an int8 model file that crayon's integer engine runs"},
     {"analyze", crayon::cmd_analyze, "per-layer grid errors, the certified error bound, KL, layer sensitivity, bits"},
+    {"sweep", crayon::cmd_sweep, "regularizer x strength x bits x PTQ/QAT grid: one row per cell, resumable, plots"},
     {"fetch", crayon::cmd_fetch, "download a dataset (MNIST, Fashion-MNIST, KMNIST, CIFAR-10), verify its checksums"},
 };
 

@@ -1,0 +1,122 @@
+// crayon sweep: the regularization-vs-quantization experiment (apps/sweep.h) from the
+// command line; every list flag takes comma-separated values.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "apps/cli.h"
+#include "apps/sweep.h"
+#include "core/check.h"
+#include "core/parse.h"
+
+namespace crayon {
+
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t begin = 0;
+  while (true) {
+    const size_t end = s.find(',', begin);
+    out.push_back(s.substr(begin, end - begin));
+    if (end == std::string::npos) return out;
+    begin = end + 1;
+  }
+}
+
+template <typename T>
+std::vector<T> numbers(const char* flag, const std::string& s) {
+  std::vector<T> out;
+  for (const std::string& item : split(s)) {
+    T v{};
+    if (!parse_number(item, v)) throw UsageError(str("--", flag, ": expected comma-separated numbers, got '", s, "'"));
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::vector<std::string> choices(const char* flag, const std::string& s, std::initializer_list<const char*> allowed) {
+  std::vector<std::string> out = split(s);
+  for (const std::string& v : out) {
+    bool ok = false;
+    std::string list;
+    for (const char* a : allowed) ok |= v == a, list += list.empty() ? a : str(", ", a);
+    if (!ok) throw UsageError(str("--", flag, ": expected some of ", list, ", got '", v, "'"));
+  }
+  return out;
+}
+
+}  // namespace
+
+int cmd_sweep(int argc, char** argv) {
+  SweepOptions o;
+  std::string models, regs, l1, l2, bits, scopes, methods, roundings, seeds;
+  bool quick = false, no_plots = false;
+  po::options_description opts("crayon sweep options");
+  // clang-format off
+  opts.add_options()
+    ("help,h", "show this help")
+    ("dir", po::value(&o.dir)->default_value(o.dir), "folder of the sweep: float/ models, cells/, results.csv, "
+                                                     "results.jsonl, plots/; an existing one is resumed")
+    ("quick", po::bool_switch(&quick), "a small subset in a few minutes: mlp, none and l2 1e-3, bits 8,4,2, PTQ and "
+                                       "QAT, one seed, one epoch on 5000 images (flags after it still apply)")
+    ("models", po::value(&models), "presets or specs (default lenet5,mlp)")
+    ("regs", po::value(&regs), "none,l1,l2 (default all)")
+    ("l1", po::value(&l1), "L1 strengths (default 1e-5,3e-5,1e-4)")
+    ("l2", po::value(&l2), "L2 strengths (default 1e-4,3e-4,1e-3)")
+    ("bits", po::value(&bits), "bit widths, 2..8 (default 8,6,4,3,2)")
+    ("scopes", po::value(&scopes), "wa (weights and activations at the bits), w (weights; activations 8-bit)")
+    ("methods", po::value(&methods), "ptq,qat (default both)")
+    ("roundings", po::value(&roundings), "QAT rounding: nearest,stochastic (default both)")
+    ("seeds", po::value(&seeds), "seeds (default 1,2,3)")
+    ("dataset", po::value(&o.dataset)->default_value(o.dataset), "mnist | fashion-mnist | cifar10")
+    ("data-dir", po::value(&o.data_dir), "folder holding the dataset's files")
+    ("epochs", po::value(&o.epochs)->default_value(o.epochs), "float training epochs")
+    ("qat-epochs", po::value(&o.qat_epochs)->default_value(o.qat_epochs), "QAT fine-tuning epochs")
+    ("train-limit", po::value(&o.train_limit)->default_value(0), "train on the first N images (0: all)")
+    ("test-limit", po::value(&o.test_limit)->default_value(0), "evaluate on the first N test images (0: all)")
+    ("data-bits-limit", po::value(&o.data_bits_limit)->default_value(o.data_bits_limit), "training images the data bits are measured on (0: all)")
+    ("jobs", po::value(&o.jobs)->default_value(o.jobs), "processes running cells at once")
+    ("threads", po::value(&o.threads)->default_value(o.threads), "threads in all, shared by the jobs")
+    ("no-plots", po::bool_switch(&no_plots), "skip the PNGs")
+    ("quiet,q", po::bool_switch(&o.quiet), "print nothing");
+  // clang-format on
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, opts, vm, "usage: crayon sweep [--quick] [--dir D] [options]")) return 0;
+  if (quick) {
+    // The subset's settings, then any number flag given explicitly on top.
+    const SweepOptions given = o;
+    o = quick_sweep(o);
+    if (!vm["epochs"].defaulted()) o.epochs = given.epochs;
+    if (!vm["qat-epochs"].defaulted()) o.qat_epochs = given.qat_epochs;
+    if (!vm["train-limit"].defaulted()) o.train_limit = given.train_limit;
+    if (!vm["test-limit"].defaulted()) o.test_limit = given.test_limit;
+    if (!vm["data-bits-limit"].defaulted()) o.data_bits_limit = given.data_bits_limit;
+  }
+  for (const char* f : {"epochs", "qat-epochs", "jobs"}) require_positive(vm, f);
+  for (const char* f : {"train-limit", "test-limit", "data-bits-limit"}) require_non_negative(vm, f);
+  require_threads(vm);
+  require_path(vm, "dir");
+  require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
+  if (vm.count("models")) o.models = split(models);
+  if (vm.count("regs")) o.regs = choices("regs", regs, {"none", "l1", "l2"});
+  if (vm.count("l1")) o.l1 = numbers<double>("l1", l1);
+  if (vm.count("l2")) o.l2 = numbers<double>("l2", l2);
+  if (vm.count("bits")) o.bits = numbers<int>("bits", bits);
+  for (int b : o.bits)
+    if (b < 2 || b > 8) throw UsageError(str("--bits: expected widths in 2..8, got ", b));
+  for (double v : o.l1)
+    if (!(v > 0)) throw UsageError(str("--l1: expected positive strengths, got ", v));
+  for (double v : o.l2)
+    if (!(v > 0)) throw UsageError(str("--l2: expected positive strengths, got ", v));
+  if (vm.count("scopes")) o.scopes = choices("scopes", scopes, {"wa", "w"});
+  if (vm.count("methods")) o.methods = choices("methods", methods, {"ptq", "qat"});
+  if (vm.count("roundings")) o.roundings = choices("roundings", roundings, {"nearest", "stochastic"});
+  if (vm.count("seeds")) o.seeds = numbers<int64_t>("seeds", seeds);
+  if (o.jobs > o.threads) o.threads = o.jobs;  // at least one thread a job
+  o.plots = !no_plots;
+  run_sweep(o);
+  return 0;
+}
+
+}  // namespace crayon

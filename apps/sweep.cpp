@@ -1,0 +1,486 @@
+#include "apps/sweep.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+#include "apps/evaluate.h"
+#include "apps/plot.h"
+#include "apps/train_checkpoint.h"
+#include "apps/trainer.h"
+#include "core/check.h"
+#include "core/parallel.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "quant/analysis.h"
+#include "quant/qat.h"
+
+namespace crayon {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string real(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
+}
+
+// The columns of a row, in order: the cell's settings, then what was measured.
+const char* const kColumns[] = {
+    "key", "model", "reg", "lambda", "seed", "bits", "scope", "method", "rounding", "float_accuracy",
+    "quantized_accuracy", "drop", "kl", "kl_approx", "mean_bound", "mean_logit_change", "certified", "kept",
+    "prior_bits", "entropy_bits", "data_bits", "w_l1", "w_l2", "w_max", "w_kurtosis", "seconds"};
+
+using Row = std::map<std::string, std::string>;  // column -> text (numbers as written)
+
+std::string csv_line(const Row& r) {
+  std::string s;
+  for (const char* c : kColumns) {
+    if (!s.empty()) s += ",";
+    const std::string& v = r.at(c);
+    s += v.find(',') == std::string::npos ? v : "\"" + v + "\"";
+  }
+  return s + "\n";
+}
+
+bool is_text_column(const std::string& c) {
+  return c == "key" || c == "model" || c == "reg" || c == "scope" || c == "method" || c == "rounding";
+}
+
+std::string json_line(const Row& r) {
+  std::string s = "{";
+  for (const char* c : kColumns) {
+    if (s.size() > 1) s += ", ";
+    s += str("\"", c, "\": ", is_text_column(c) ? "\"" + r.at(c) + "\"" : r.at(c));
+  }
+  return s + "}\n";
+}
+
+// The rows of a JSONL file written by json_line (flat objects, no escapes), every complete
+// line; a line cut short by a kill is dropped, and the file truncated to its last newline.
+std::vector<Row> read_rows(const std::string& path) {
+  std::vector<Row> rows;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return rows;
+  const std::string text((std::istreambuf_iterator<char>(f)), {});
+  size_t begin = 0, good = 0;
+  while (true) {
+    const size_t end = text.find('\n', begin);
+    if (end == std::string::npos) break;
+    const std::string line = text.substr(begin, end - begin);
+    Row r;
+    size_t p = 0;
+    while ((p = line.find('"', p)) != std::string::npos) {
+      const size_t q = line.find('"', p + 1);
+      if (q == std::string::npos) break;
+      const std::string k = line.substr(p + 1, q - p - 1);
+      size_t v = line.find(':', q) + 1;
+      while (v < line.size() && line[v] == ' ') ++v;
+      size_t e;
+      std::string value;
+      if (v < line.size() && line[v] == '"') {
+        e = line.find('"', v + 1);
+        value = line.substr(v + 1, e - v - 1);
+        ++e;
+      } else {
+        e = line.find_first_of(",}", v);
+        value = line.substr(v, e - v);
+      }
+      r[k] = value;
+      p = e;
+    }
+    if (r.count("key") && r.count("seconds")) rows.push_back(r);
+    begin = good = end + 1;
+  }
+  if (good < text.size()) fs::resize_file(path, good);
+  return rows;
+}
+
+// Appends one line to a file under an exclusive lock, flushed to disk.
+void append_line(const std::string& path, const std::string& line) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd < 0) throw std::runtime_error(str(path, ": cannot open for appending"));
+  ::flock(fd, LOCK_EX);
+  const bool ok = ::write(fd, line.data(), line.size()) == ssize_t(line.size()) && ::fsync(fd) == 0;
+  ::flock(fd, LOCK_UN);
+  ::close(fd);
+  if (!ok) throw std::runtime_error(str(path, ": write failed"));
+}
+
+// Claims `name` for this process: true if nobody claimed it before.
+bool claim(const std::string& dir, const std::string& name) {
+  const std::string path = (fs::path(dir) / (name + ".claim")).string();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+// Runs work(i) for every i in [0, n) over `jobs` processes (this one among them), each
+// taking the next unclaimed i; waits for all. A failing child makes the whole run fail.
+void in_processes(int jobs, int64_t n, const std::string& claims, const std::string& phase,
+                  const std::function<void(int64_t)>& work) {
+  fs::create_directories(claims);
+  for (const auto& e : fs::directory_iterator(claims))
+    if (e.path().filename().string().rfind(phase + ".", 0) == 0) fs::remove(e.path());
+  auto loop = [&] {
+    for (int64_t i = 0; i < n; ++i)
+      if (claim(claims, str(phase, ".", i))) work(i);
+  };
+  // A forked child has none of its parent's threads: shrink crayon's pool to the calling
+  // thread first (OpenBLAS handles fork itself), and let every job set its own count.
+  const int threads = num_threads();
+  if (jobs > 1) set_num_threads(1);
+  std::vector<pid_t> children;
+  for (int j = 1; j < jobs && j < n; ++j) {
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("sweep: fork failed");
+    if (pid == 0) {
+      int status = 0;
+      try {
+        loop();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "crayon sweep: %s\n", e.what());
+        status = 1;
+      }
+      std::fflush(nullptr);
+      ::_exit(status);
+    }
+    children.push_back(pid);
+  }
+  std::string failure;
+  try {
+    loop();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  bool child_failed = false;
+  for (pid_t pid : children) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    child_failed |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+  }
+  set_num_threads(threads);
+  if (!failure.empty()) throw std::runtime_error(failure);
+  if (child_failed) throw std::runtime_error("sweep: a job failed (its message is above)");
+}
+
+TrainConfig float_config(const SweepOptions& o, const SweepCell& c) {
+  TrainConfig t;
+  t.dataset = o.dataset;
+  t.data_dir = o.data_dir;
+  t.model = c.model;
+  t.epochs = o.epochs;
+  t.lr = 0.05;
+  t.lr_schedule = "cosine";
+  t.seed = c.seed;
+  t.train_limit = o.train_limit;
+  t.test_limit = o.test_limit;
+  if (c.reg == "l1") t.l1 = c.lambda;
+  if (c.reg == "l2") t.l2 = c.lambda;
+  return t;
+}
+
+QatConfig cell_quantization(const SweepCell& c) {
+  QatConfig q;
+  q.weight.bits = c.bits;
+  q.act.bits = c.scope == "wa" ? c.bits : 8;
+  q.weight.rounding = q.act.rounding = c.rounding == "stochastic" ? Rounding::stochastic : Rounding::nearest_even;
+  q.seed = uint64_t(c.seed);
+  return q;
+}
+
+// ‖w‖₁, ‖w‖₂, max |w| and the kurtosis E[(w − μ)⁴] / σ⁴ of every conv / linear weight.
+void weight_stats(const Sequential& m, Row& r) {
+  std::vector<double> w;
+  for (const Variable& v : prior_weights(m))
+    for (float x : v.value().values()) w.push_back(x);
+  double l1 = 0, l2 = 0, mx = 0, mean = 0;
+  for (double x : w) l1 += std::fabs(x), l2 += x * x, mx = std::max(mx, std::fabs(x)), mean += x;
+  mean /= double(w.size());
+  double m2 = 0, m4 = 0;
+  for (double x : w) m2 += (x - mean) * (x - mean), m4 += std::pow(x - mean, 4);
+  m2 /= double(w.size()), m4 /= double(w.size());
+  r["w_l1"] = real(l1);
+  r["w_l2"] = real(std::sqrt(l2));
+  r["w_max"] = real(mx);
+  r["w_kurtosis"] = real(m2 > 0 ? m4 / (m2 * m2) : 0);
+}
+
+std::string float_path(const SweepOptions& o, const SweepCell& c) {
+  return (fs::path(o.dir) / "float" / (c.float_key() + ".h5")).string();
+}
+
+// Trains (or finishes training) one float model.
+void train_float(const SweepOptions& o, const SweepCell& c) {
+  TrainRun run;
+  run.config = float_config(o, c);
+  run.out = float_path(o, c);
+  run.quiet = true;
+  run.threads = std::max(1, o.threads / std::max(1, o.jobs));
+  if (fs::exists(run.out)) {
+    if (load_train_checkpoint(run.out).state.epoch >= o.epochs) return;
+    run.resume = run.out;
+  }
+  run_training(run);
+}
+
+Row run_cell(const SweepOptions& o, const SweepCell& c, const Dataset& train, const Dataset& test) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int threads = std::max(1, o.threads / std::max(1, o.jobs));
+  set_num_threads(threads);
+  const ChannelStats norm = dataset_stats(o.dataset);
+  TrainCheckpoint fl = load_train_checkpoint(float_path(o, c));
+  const double float_accuracy = evaluate(*fl.model, test, norm).accuracy;
+  const QatConfig q = cell_quantization(c);
+  std::shared_ptr<Sequential> model;
+  if (c.method == "ptq") {
+    model = fl.model;
+    DataLoader loader(train, {.batch_size = 128, .shuffle = true, .seed = uint64_t(c.seed), .norm = norm});
+    Batch b;
+    calibrate(*model, [&](Tensor& x) {
+      if (!loader.next(b)) return false;
+      x = b.images;
+      return true;
+    }, 16, q);
+  } else {
+    // QAT: fine-tune the float model on the grid for qat_epochs at a tenth of its rate.
+    TrainRun run;
+    run.config = float_config(o, c);
+    run.config.init = float_path(o, c);
+    run.config.epochs = o.qat_epochs;
+    run.config.lr = 0.005;
+    run.config.lr_schedule = "constant";
+    run.config.qat = describe(q);
+    run.out = (fs::path(o.dir) / "cells" / (c.key() + ".h5")).string();
+    run.quiet = true;
+    run.threads = threads;
+    fs::create_directories(fs::path(run.out).parent_path());
+    if (fs::exists(run.out) && load_train_checkpoint(run.out).state.epoch < o.qat_epochs) run.resume = run.out;
+    if (!fs::exists(run.out) || !run.resume.empty()) run_training(run);
+    model = load_train_checkpoint(run.out).model;
+  }
+  DataLoader loader(test, {.batch_size = 500, .shuffle = false, .norm = norm});
+  const Analysis a = analyze(*model, fl.input_shape, [&](Tensor& x, Tensor& y) {
+    Batch b;
+    if (!loader.next(b)) return false;
+    x = b.images;
+    y = b.labels;
+    return true;
+  }, [] {}, false);
+  const Dataset bits_set = o.data_bits_limit > 0 && o.data_bits_limit < train.size() ? train.slice(0, o.data_bits_limit)
+                                                                                       : train;
+  Row r;
+  r["key"] = c.key();
+  r["model"] = c.model;
+  r["reg"] = c.reg;
+  r["lambda"] = real(c.lambda);
+  r["seed"] = str(c.seed);
+  r["bits"] = str(c.bits);
+  r["scope"] = c.scope;
+  r["method"] = c.method;
+  r["rounding"] = c.rounding;
+  r["float_accuracy"] = real(float_accuracy);
+  r["quantized_accuracy"] = real(a.quantized_accuracy);
+  r["drop"] = real(float_accuracy - a.quantized_accuracy);
+  r["kl"] = real(a.kl.mean_kl);
+  r["kl_approx"] = real(a.kl.mean_approx);
+  r["mean_bound"] = real(a.tightness.back().mean_bound);
+  r["mean_logit_change"] = real(a.tightness.back().mean_measured);
+  r["certified"] = real(a.certified);
+  r["kept"] = real(a.kept);
+  r["prior_bits"] = real(prior_bits(fl.config, prior_weights(*fl.model), train.size()));
+  double entropy = 0;
+  for (const WeightBits& w : a.weight_bits) entropy += w.bits;
+  r["entropy_bits"] = real(entropy);
+  r["data_bits"] = real(evaluate(*model, bits_set, norm).loss * double(bits_set.size()) / std::log(2.0));
+  weight_stats(*float_copy(*model, fl.input_shape), r);
+  r["seconds"] = real(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return r;
+}
+
+// Mean and standard deviation over seeds.
+std::pair<double, double> mean_std(const std::vector<double>& v) {
+  double m = 0, s = 0;
+  for (double x : v) m += x;
+  m /= double(v.size());
+  for (double x : v) s += (x - m) * (x - m);
+  return {m, v.size() > 1 ? std::sqrt(s / double(v.size() - 1)) : 0.0};
+}
+
+void write_plots(const SweepOptions& o, const std::vector<Row>& rows) {
+  const std::string dir = (fs::path(o.dir) / "plots").string();
+  auto num = [](const Row& r, const char* c) { return std::stod(r.at(c)); };
+  // Accuracy drop against bits, one line per regularizer and strength, mean +- std over seeds.
+  std::set<std::string> panels;
+  for (const Row& r : rows) panels.insert(r.at("model") + "|" + r.at("method") + "|" + r.at("scope") + "|" + r.at("rounding"));
+  for (const std::string& panel : panels) {
+    Plot p{"", "bits", "accuracy drop (points, float - quantized)", false, false, false, {}};
+    std::map<std::string, std::map<int, std::vector<double>>> by_reg;
+    std::string model, method, scope, rounding;
+    for (const Row& r : rows) {
+      if (r.at("model") + "|" + r.at("method") + "|" + r.at("scope") + "|" + r.at("rounding") != panel) continue;
+      model = r.at("model"), method = r.at("method"), scope = r.at("scope"), rounding = r.at("rounding");
+      const std::string reg = r.at("reg") == "none" ? "no regularizer" : r.at("reg") + " lambda " + r.at("lambda");
+      by_reg[reg][std::stoi(r.at("bits"))].push_back(100 * num(r, "drop"));
+    }
+    p.title = str(model, ", ", method == "ptq" ? "PTQ" : "QAT fine-tune", ", ", scope == "wa" ? "weights and activations"
+                  : "weights (activations 8-bit)", method == "qat" ? ", " + rounding + " rounding" : "",
+                  ": accuracy drop by bit width (mean +- std over seeds)");
+    for (const auto& [reg, by_bits] : by_reg) {
+      PlotSeries s{reg, {}, {}, "linespoints"};
+      for (const auto& [b, v] : by_bits) {
+        const auto [m, sd] = mean_std(v);
+        s.points.emplace_back(b, m);
+        s.errors.push_back(sd);
+      }
+      p.series.push_back(s);
+    }
+    std::string name = "drop-" + model + "-" + method + "-" + scope + (method == "qat" ? "-" + rounding : "");
+    write_plot(dir, name, p);
+  }
+  Plot bound{"every cell: mean logit change against its mean certified bound", "mean certified bound at the logits",
+             "mean measured logit change", true, true, true, {}};
+  Plot kl{"every cell: mean exact KL against mean 1/2 Var of the logit change", "mean 1/2 Var_p[logit change] (nats)",
+          "mean exact KL (nats)", true, true, true, {}};
+  Plot mdl{"every cell: test accuracy against description length", "model bits (entropy of the integer weights) + "
+           "data bits", "quantized test accuracy (%)", true, false, false, {}};
+  Plot cert{"certified predictions by bit width (mean over cells)", "bits", "certified fraction of test images (%)",
+            false, false, false, {}};
+  std::map<std::string, PlotSeries> sb, sk, sm;
+  std::map<std::string, std::map<int, std::vector<double>>> sc;
+  for (const Row& r : rows) {
+    const std::string label = r.at("model") + " " + r.at("method");
+    sb.try_emplace(label, PlotSeries{label, {}, {}, "points pt 7 ps 0.8"});
+    sk.try_emplace(label, PlotSeries{label, {}, {}, "points pt 7 ps 0.8"});
+    sm.try_emplace(label, PlotSeries{label, {}, {}, "points pt 7 ps 0.8"});
+    if (num(r, "mean_logit_change") > 0) sb[label].points.emplace_back(num(r, "mean_bound"), num(r, "mean_logit_change"));
+    if (num(r, "kl") > 0 && num(r, "kl_approx") > 0) sk[label].points.emplace_back(num(r, "kl_approx"), num(r, "kl"));
+    sm[label].points.emplace_back(num(r, "entropy_bits") + num(r, "data_bits"), 100 * num(r, "quantized_accuracy"));
+    sc[label][std::stoi(r.at("bits"))].push_back(100 * num(r, "certified"));
+  }
+  for (auto& [l, s] : sb) bound.series.push_back(s);
+  for (auto& [l, s] : sk) kl.series.push_back(s);
+  for (auto& [l, s] : sm) mdl.series.push_back(s);
+  for (auto& [l, by_bits] : sc) {
+    PlotSeries s{l, {}, {}, "linespoints"};
+    for (const auto& [b, v] : by_bits) s.points.emplace_back(b, mean_std(v).first);
+    cert.series.push_back(s);
+  }
+  write_plot(dir, "bound", bound);
+  write_plot(dir, "kl", kl);
+  write_plot(dir, "accuracy-vs-bits-of-description", mdl);
+  write_plot(dir, "certified", cert);
+}
+
+}  // namespace
+
+SweepOptions quick_sweep(SweepOptions o) {
+  o.models = {"mlp"};
+  o.regs = {"none", "l2"};
+  o.l2 = {1e-3};
+  o.bits = {8, 4, 2};
+  o.scopes = {"wa"};
+  o.methods = {"ptq", "qat"};
+  o.roundings = {"nearest"};
+  o.seeds = {1};
+  o.epochs = 1;
+  o.qat_epochs = 1;
+  o.train_limit = 5000;
+  o.test_limit = 1000;
+  o.data_bits_limit = 5000;
+  return o;
+}
+
+std::string SweepCell::float_key() const {
+  return str(model, "-", reg, reg == "none" ? std::string() : "-" + real(lambda), "-seed", seed);
+}
+
+std::string SweepCell::key() const {
+  return str("model=", model, " reg=", reg, " lambda=", real(lambda), " seed=", seed, " bits=", bits, " scope=", scope,
+             " method=", method, " rounding=", rounding);
+}
+
+std::vector<SweepCell> sweep_cells(const SweepOptions& o) {
+  std::vector<SweepCell> cells;
+  for (const std::string& model : o.models)
+    for (const std::string& reg : o.regs) {
+      const std::vector<double> lambdas = reg == "l1" ? o.l1 : reg == "l2" ? o.l2 : std::vector<double>{0.0};
+      for (double lambda : lambdas)
+        for (int64_t seed : o.seeds)
+          for (int bits : o.bits)
+            for (const std::string& scope : o.scopes)
+              for (const std::string& method : o.methods)
+                for (const std::string& rounding : o.roundings) {
+                  if (method == "ptq" && rounding != o.roundings.front()) continue;  // PTQ never rounds stochastically
+                  cells.push_back({model, reg, lambda, seed, bits, scope, method, method == "ptq" ? "nearest" : rounding});
+                }
+    }
+  return cells;
+}
+
+int64_t run_sweep(const SweepOptions& o) {
+  fs::create_directories(fs::path(o.dir) / "float");
+  const std::string csv = (fs::path(o.dir) / "results.csv").string();
+  const std::string jsonl = (fs::path(o.dir) / "results.jsonl").string();
+  const std::string claims = (fs::path(o.dir) / "claims").string();
+  std::set<std::string> done;
+  for (const Row& r : read_rows(jsonl)) done.insert(r.at("key"));
+  // The CSV follows the JSONL: rebuilt from it, so a kill between the two appends loses nothing.
+  {
+    const std::string tmp = csv + ".tmp";
+    std::string header;
+    for (const char* c : kColumns) header += header.empty() ? c : str(",", c);
+    std::ofstream f(tmp);
+    f << header << "\n";
+    for (const Row& r : read_rows(jsonl)) f << csv_line(r);
+    f.close();
+    fs::rename(tmp, csv);
+  }
+  const std::vector<SweepCell> all = sweep_cells(o);
+  std::vector<SweepCell> todo;
+  std::vector<SweepCell> floats;
+  std::set<std::string> float_keys;
+  for (const SweepCell& c : all) {
+    if (done.count(c.key())) continue;
+    todo.push_back(c);
+    if (float_keys.insert(c.float_key()).second) floats.push_back(c);
+  }
+  if (!o.quiet)
+    std::printf("sweep %s: %zu cells, %zu done before, %zu to run over %zu float models, %d job%s\n", o.dir.c_str(),
+                all.size(), all.size() - todo.size(), todo.size(), floats.size(), o.jobs, o.jobs == 1 ? "" : "s");
+  set_num_threads(std::max(1, o.threads / std::max(1, o.jobs)));
+  in_processes(o.jobs, int64_t(floats.size()), claims, "float", [&](int64_t i) { train_float(o, floats[size_t(i)]); });
+  const Dataset train_all = load_dataset(o.dataset, true, o.data_dir);
+  const Dataset train = o.train_limit > 0 && o.train_limit < train_all.size() ? train_all.slice(0, o.train_limit)
+                                                                              : train_all;
+  Dataset test = load_dataset(o.dataset, false, o.data_dir);
+  if (o.test_limit > 0 && o.test_limit < test.size()) test = test.slice(0, o.test_limit);
+  in_processes(o.jobs, int64_t(todo.size()), claims, "cell", [&](int64_t i) {
+    const Row r = run_cell(o, todo[size_t(i)], train, test);
+    append_line(jsonl, json_line(r));
+    append_line(csv, csv_line(r));
+    if (!o.quiet)
+      std::printf("  %s: %s -> %s (%.1f s)\n", r.at("key").c_str(), r.at("float_accuracy").c_str(),
+                  r.at("quantized_accuracy").c_str(), std::stod(r.at("seconds")));
+    std::fflush(stdout);
+  });
+  if (o.plots) write_plots(o, read_rows(jsonl));
+  return int64_t(todo.size());
+}
+
+}  // namespace crayon
