@@ -23,6 +23,7 @@ const Command kCommands[] = {
     {"export", crayon::cmd_export, "a quantized checkpoint to an int8 model file that crayon's integer engine runs"},
     {"analyze", crayon::cmd_analyze, "per-layer grid errors, the certified error bound, KL, layer sensitivity, bits"},
     {"sweep", crayon::cmd_sweep, "regularizer x strength x bits x PTQ/QAT grid: one row per cell, resumable, plots"},
+    {"plot", crayon::cmd_plot, "a training log (--log F.csv) as PNGs: loss and accuracy per epoch, train vs test"},
     {"fetch", crayon::cmd_fetch, "download a dataset (MNIST, Fashion-MNIST, KMNIST, CIFAR-10), verify its checksums"},
 };
 

@@ -248,3 +248,28 @@ TEST_CASE("analyze: a float checkpoint by PTQ and a quantized one, as text, JSON
   CHECK(cli("analyze --model " + (dir / "q.h5") + " --weight-bits 4" + data) == 2);
   CHECK(cli.first_error_line().find("--weight-bits: ") != std::string::npos);
 }
+
+TEST_CASE("plot: a training log, CSV or JSONL, becomes loss and accuracy PNGs, and a broken one is refused by line") {
+  TempDir dir;
+  const Cli cli(dir);
+  const std::string train = "train -q --model mlp --epochs 2 --train-limit 1000 --test-limit 200 --val 100 --data-dir " +
+                            mnist_dir() + " --out " + (dir / "m.h5");
+  for (const std::string& log : {dir / "run.csv", dir / "run.jsonl"}) {
+    CAPTURE(log);
+    REQUIRE(cli(train + " --log " + log) == 0);
+    REQUIRE(cli("plot " + log + " --out " + (dir / "plots")) == 0);
+    CHECK(cli.output().find("(2 epochs)") != std::string::npos);
+    for (const char* png : {"run-loss.png", "run-accuracy.png"})
+      CHECK(slurp(dir / ("plots/" + std::string(png))).compare(1, 3, "PNG") == 0);
+    // The data beside it: train, val and test series, two epochs each.
+    const std::string dat = slurp(dir / "plots/run-accuracy.dat");
+    CHECK(dat.find("# train") != std::string::npos);
+    CHECK(dat.find("# val") != std::string::npos);
+    CHECK(dat.find("# test") != std::string::npos);
+  }
+  std::ofstream(dir / "bad.csv") << "epoch,train_loss\n1,0.5\n2,zero\n";
+  CHECK(cli("plot " + (dir / "bad.csv")) == 1);
+  CHECK(cli.first_error_line().find("bad.csv: line 3: train_loss = 'zero' is not a number") != std::string::npos);
+  CHECK(cli("plot " + (dir / "missing.csv")) == 1);
+  CHECK(cli("plot") == 2);
+}
