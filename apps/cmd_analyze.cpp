@@ -120,32 +120,17 @@ int cmd_analyze(int argc, char** argv) {
     }
     DataLoader loader(train_all, {.batch_size = batch, .shuffle = true, .seed = uint64_t(ck.config.seed),
                                   .augment = false, .norm = norm});
-    Batch b;
-    calibrate(model, [&](Tensor& images) {
-      if (!loader.next(b)) return false;
-      images = b.images;
-      return true;
-    }, calib_batches, q);
+    calibrate(model, loader.images(), calib_batches, q);
     how = str("PTQ, ", q.observer, " observer on ", std::min(calib_batches * batch, train_all.size()),
               " training images");
   }
 
   // The instruments over the test set, in batches that fit the activation limit.
   const int64_t eval_batch = std::min<int64_t>(500, largest_batch(ck.size));
-  std::unique_ptr<DataLoader> loader;
-  auto restart = [&] {
-    loader = std::make_unique<DataLoader>(test, LoaderOptions{.batch_size = eval_batch, .shuffle = false, .norm = norm});
-  };
-  restart();
+  DataLoader loader(test, {.batch_size = eval_batch, .shuffle = false, .norm = norm});
   Analysis a;
   try {
-    a = analyze(model, ck.input_shape, [&](Tensor& x, Tensor& y) {
-      Batch b;
-      if (!loader->next(b)) return false;
-      x = b.images;
-      y = b.labels;
-      return true;
-    }, restart, sensitivity);
+    a = analyze(model, ck.input_shape, loader.labelled(), [&] { loader.start_epoch(0); }, sensitivity);
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error(str(model_path, ": ", e.what()));
   }

@@ -68,12 +68,7 @@ int cmd_quantize(int argc, char** argv) {
   // augmentation, so the choice is reproducible from the checkpoint's seed.
   DataLoader loader(train, {.batch_size = batch, .shuffle = true, .seed = uint64_t(cfg.seed), .augment = false, .norm = norm});
   loader.start_epoch(0);
-  Batch b;
-  calibrate(*ck.model, [&](Tensor& images) {
-    if (!loader.next(b)) return false;
-    images = b.images;
-    return true;
-  }, calib_batches, q);
+  calibrate(*ck.model, loader.images(), calib_batches, q);
   q.seed = uint64_t(cfg.seed);
   cfg.qat = describe(q);
   save_checkpoint(out, cfg, ck.input_shape, *ck.model, nullptr, ck.state);

@@ -251,12 +251,7 @@ Row run_cell(const SweepOptions& o, const SweepCell& c, const Dataset& train, co
   if (c.method == "ptq") {
     model = fl.model;
     DataLoader loader(train, {.batch_size = 128, .shuffle = true, .seed = uint64_t(c.seed), .norm = norm});
-    Batch b;
-    calibrate(*model, [&](Tensor& x) {
-      if (!loader.next(b)) return false;
-      x = b.images;
-      return true;
-    }, 16, q);
+    calibrate(*model, loader.images(), 16, q);
   } else {
     // QAT: fine-tune the float model on the grid for qat_epochs at a tenth of its rate.
     TrainRun run;
@@ -275,13 +270,7 @@ Row run_cell(const SweepOptions& o, const SweepCell& c, const Dataset& train, co
     model = load_train_checkpoint(run.out).model;
   }
   DataLoader loader(test, {.batch_size = 500, .shuffle = false, .norm = norm});
-  const Analysis a = analyze(*model, fl.input_shape, [&](Tensor& x, Tensor& y) {
-    Batch b;
-    if (!loader.next(b)) return false;
-    x = b.images;
-    y = b.labels;
-    return true;
-  }, [] {}, false);
+  const Analysis a = analyze(*model, fl.input_shape, loader.labelled(), [] {}, false);
   const Dataset bits_set = o.data_bits_limit > 0 && o.data_bits_limit < train.size() ? train.slice(0, o.data_bits_limit)
                                                                                        : train;
   Row r;

@@ -125,4 +125,23 @@ bool DataLoader::next(Batch& batch) {
   return true;
 }
 
+std::function<bool(Tensor&)> DataLoader::images() {
+  return [this](Tensor& x) {
+    Batch b;
+    if (!next(b)) return false;
+    x = b.images;
+    return true;
+  };
+}
+
+std::function<bool(Tensor&, Tensor&)> DataLoader::labelled() {
+  return [this](Tensor& x, Tensor& y) {
+    Batch b;
+    if (!next(b)) return false;
+    x = b.images;
+    y = b.labels;
+    return true;
+  };
+}
+
 }  // namespace crayon

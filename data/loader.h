@@ -9,6 +9,7 @@
 // Pixel v (0..255) of channel c becomes ((v / 255) - mean[c]) / std[c], the
 // torchvision ToTensor + Normalize convention.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,11 @@ class DataLoader {
   void start_epoch(int64_t epoch);
   // The next batch of this epoch, or false when the epoch is done.
   bool next(Batch& batch);
+  // The loader as the batch sources quant/ takes (calibrate, analyze): each call fills the
+  // next batch's images (and labels); false at the end of the epoch. They refer to the
+  // loader, which must outlive them.
+  std::function<bool(Tensor& images)> images();
+  std::function<bool(Tensor& images, Tensor& labels)> labelled();
 
   int64_t num_batches() const;  // per epoch; the last may be partial unless drop_last
   int64_t size() const { return data_->size(); }

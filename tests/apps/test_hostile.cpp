@@ -73,12 +73,7 @@ std::string checkpoint_of(const TempDir& dir, const std::string& name, const std
     const QatConfig q;
     const Dataset train = load_dataset("mnist", true, mnist_dir()).slice(0, 256);
     DataLoader loader(train, {.batch_size = 64, .shuffle = false, .norm = mnist_stats()});
-    Batch b;
-    calibrate(*model, [&](Tensor& x) {
-      if (!loader.next(b)) return false;
-      x = b.images;
-      return true;
-    }, 4, q);
+    calibrate(*model, loader.images(), 4, q);
     cfg.qat = describe(q);
   }
   TrainState state;

@@ -52,36 +52,22 @@ std::shared_ptr<Sequential> ptq(const Sequential& model, const std::string& spec
   if (!per_channel) c.weight.axis = -1;
   const Dataset train = load_dataset("mnist", true, mnist_dir()).slice(0, 1024);
   DataLoader loader(train, {.batch_size = 128, .shuffle = false, .norm = mnist_stats()});
-  Batch b;
-  calibrate(*q, [&](Tensor& x) {
-    if (!loader.next(b)) return false;
-    x = b.images;
-    return true;
-  }, 8, c);
+  calibrate(*q, loader.images(), 8, c);
   return q;
 }
 
-// Batches of the first n MNIST test images, rewound by the second function.
+// The first n MNIST test images in batches of 500.
 struct TestBatches {
   Dataset test;
-  std::unique_ptr<DataLoader> loader;
-  explicit TestBatches(int64_t n) : test(load_dataset("mnist", false, mnist_dir()).slice(0, n)) { restart(); }
-  void restart() {
-    loader = std::make_unique<DataLoader>(test, LoaderOptions{.batch_size = 500, .shuffle = false, .norm = mnist_stats()});
-  }
-  bool next(Tensor& x, Tensor& y) {
-    Batch b;
-    if (!loader->next(b)) return false;
-    x = b.images;
-    y = b.labels;
-    return true;
-  }
+  DataLoader loader;
+  explicit TestBatches(int64_t n)
+      : test(load_dataset("mnist", false, mnist_dir()).slice(0, n)),
+        loader(test, {.batch_size = 500, .shuffle = false, .norm = mnist_stats()}) {}
 };
 
 Analysis analyze_on(Sequential& q, TestBatches& t, bool sensitivity = false) {
-  t.restart();
-  return analyze(q, {1, 28, 28}, [&](Tensor& x, Tensor& y) { return t.next(x, y); }, [&] { t.restart(); },
-                 sensitivity);
+  t.loader.start_epoch(0);
+  return analyze(q, {1, 28, 28}, t.loader.labelled(), [&] { t.loader.start_epoch(0); }, sensitivity);
 }
 
 // Every sample, every grid and every logit of the 10000 test images: measured <= bound, and

@@ -48,11 +48,27 @@ Tensor tensor_i8(const Shape& shape, const std::vector<int8_t>& v) {
 
 double round_half_away(double v) { return std::round(v); }
 
+constexpr Int8Isa kAllIsas[] = {Int8Isa::portable, Int8Isa::avx2, Int8Isa::avx512vnni};
+
 std::vector<Int8Isa> supported_isas() {
   std::vector<Int8Isa> out;
-  for (Int8Isa isa : {Int8Isa::portable, Int8Isa::avx2, Int8Isa::avx512vnni})
+  for (Int8Isa isa : kAllIsas)
     if (int8_isa_supported(isa)) out.push_back(isa);
   return out;
+}
+
+// Says which kernel paths a test case's loops over supported_isas() run and which they skip
+// because this CPU lacks them, so that a run without (say) AVX-512 VNNI is told from one that
+// checked it. Called once at the top of each such test case.
+void report_isas() {
+  const std::vector<Int8Isa> run = supported_isas();
+  std::string ran, skipped;
+  for (Int8Isa isa : kAllIsas) {
+    std::string& list = std::find(run.begin(), run.end(), isa) != run.end() ? ran : skipped;
+    list += (list.empty() ? "" : ", ") + std::string(int8_isa_name(isa));
+  }
+  MESSAGE("int8 GEMM paths run: ", ran,
+          "; skipped: ", skipped.empty() ? std::string("none") : skipped + " (this CPU lacks them)");
 }
 
 // Restores the thread count and the kernel path when a test ends, even by exception.
@@ -117,6 +133,7 @@ RandomStage random_stage(Rng& rng, int64_t n, bool corners, int32_t margin = 500
 }  // namespace
 
 TEST_CASE("gemm_s8: every kernel path equals the triple-loop reference on random odd shapes") {
+  report_isas();
   Rng rng(1);
   for (int trial = 0; trial < 300; ++trial) check_gemm_case(rng, pick(rng, 1, 70), pick(rng, 1, 70), pick(rng, 1, 70));
   // Reduction lengths around the 4-byte groups and the vector widths, and longer rows.
@@ -126,6 +143,7 @@ TEST_CASE("gemm_s8: every kernel path equals the triple-loop reference on random
 }
 
 TEST_CASE("gemm_s8: the extreme products sum exactly where an int16 pair would saturate") {
+  report_isas();
   // a = -128 or 127 against w = -127 or 127 everywhere: pairs of 2 * 128 * 127 = 32512 and,
   // with a + 128 = 255, 2 * 255 * 127 = 64770 > 2^15.
   const int64_t m = 5, k = 259, n = 40;
@@ -151,6 +169,7 @@ TEST_CASE("gemm_s8: the extreme products sum exactly where an int16 pair would s
 }
 
 TEST_CASE("gemm_s8: one and two threads give identical results") {
+  report_isas();
   Restore restore;
   Rng rng(2);
   const int64_t m = 203, k = 99, n = 70;
@@ -167,6 +186,7 @@ TEST_CASE("gemm_s8: one and two threads give identical results") {
 }
 
 TEST_CASE("gemm_s8: the path is chosen by name, and unknown names, -128 weights and bad shapes are refused") {
+  report_isas();
   Restore restore;
   for (Int8Isa isa : supported_isas()) {
     CHECK(parse_int8_isa(int8_isa_name(isa)) == isa);
@@ -476,6 +496,7 @@ TEST_CASE("avgpool2d_s8: a constant input keeps its value and outputs are within
 }
 
 TEST_CASE("gemm_s8_acc and gemm_s8_requant: the fused output stage equals requantize() of the exact sums") {
+  report_isas();
   Restore restore;
   Rng rng(12);
   for (int trial = 0; trial < 200; ++trial) {
@@ -503,6 +524,7 @@ TEST_CASE("gemm_s8_acc and gemm_s8_requant: the fused output stage equals requan
 }
 
 TEST_CASE("gemm_s8_patches: channels x pixels from packed patches equals requantize() of the transposed product, and pairs their max") {
+  report_isas();
   Rng rng(13);
   for (int trial = 0; trial < 200; ++trial) {
     const int64_t np = pick(rng, 1, 100), k = pick(rng, 1, 60), n = pick(rng, 1, 45);
@@ -553,6 +575,7 @@ TEST_CASE("gemm_s8_patches: channels x pixels from packed patches equals requant
 }
 
 TEST_CASE("gemm_s8_patches_pairmax: pairs compare exact sums, also where the VNNI path's raw sums wrap") {
+  report_isas();
   // x + 128 = 255 against w = 127 over k = 70000: the raw vpdpbusd sum 255 * 127 * k passes
   // 2^31 and wraps, while pixel 1's (228 * 127 * k) does not; the exact sums (127 and 100 times
   // 127 * k) fit, and pixel 0's is the larger.
@@ -579,6 +602,7 @@ TEST_CASE("gemm_s8_patches_pairmax: pairs compare exact sums, also where the VNN
 }
 
 TEST_CASE("requantize_max_rows: the max of two rows through requantize_value, corners included") {
+  report_isas();
   Rng rng(17);
   for (int trial = 0; trial < 100; ++trial) {
     const int64_t n = pick(rng, 1, 40), rows = pick(rng, 1, 6), len = pick(rng, 1, 40);
@@ -620,6 +644,7 @@ TEST_CASE("requantize_max_rows: the max of two rows through requantize_value, co
 }
 
 TEST_CASE("conv2d_s8 and conv2d_maxpool_s8: every kernel path equals the reference conv, then the plain max pool") {
+  report_isas();
   Restore restore;
   Rng rng(14);
   auto run = [&](int64_t B, int64_t C, int64_t H, int64_t W, int64_t O, int KH, int KW, const Conv2dParams& p,
@@ -700,6 +725,7 @@ TEST_CASE("maxpool2d_s8: the 2x2 stride-2 fast path equals the window maximum on
 }
 
 TEST_CASE("Int8Model: quantize_images is the table lookup, and forward_raw is the same for any thread count") {
+  report_isas();
   Restore restore;
   Rng rng(16);
   // conv -> relu6-like clamp -> maxpool -> flatten -> linear -> logits, built by hand.

@@ -63,11 +63,7 @@ const Fixture& fixture() {
       opt.step();
     }
     loader.start_epoch(1);
-    calibrate(*f.model, [&](Tensor& x) {
-      if (!loader.next(b)) return false;
-      x = b.images;
-      return true;
-    }, 8, f.config);
+    calibrate(*f.model, loader.images(), 8, f.config);
     f.model->eval();
     f.int8 = export_int8(*f.model, {1, 28, 28}, norm);
     f.int8.dataset = "mnist";
@@ -263,12 +259,7 @@ TEST_CASE("int8 engine: at 8, 4, 3 and 2 bits every activation stays on its grid
     QatConfig q;
     q.weight.bits = q.act.bits = bits;
     DataLoader loader(train, {.batch_size = 128, .shuffle = false, .norm = mnist_stats()});
-    Batch b;
-    calibrate(*model, [&](Tensor& x) {
-      if (!loader.next(b)) return false;
-      x = b.images;
-      return true;
-    }, 8, q);
+    calibrate(*model, loader.images(), 8, q);
     const Int8Model m = export_int8(*model, {1, 28, 28}, mnist_stats());
     const FakeQuantRun fq = run_fake_quant(*model, test, test.size());
     const CodeMatch r = match_codes(m, test, test.size(), fq);
@@ -336,12 +327,7 @@ TEST_CASE("int8 file: numpy + h5py run mlp, padded avg/max pools and a 4-bit mod
     QatConfig q;
     q.weight.bits = q.act.bits = bits;
     DataLoader loader(train, {.batch_size = 128, .shuffle = false, .norm = mnist_stats()});
-    Batch b;
-    calibrate(*model, [&](Tensor& x) {
-      if (!loader.next(b)) return false;
-      x = b.images;
-      return true;
-    }, 4, q);
+    calibrate(*model, loader.images(), 4, q);
     const Int8Model m = export_int8(*model, {1, 28, 28}, mnist_stats());
     const std::string path = dir / str("model", k++, ".int8.h5");
     save_int8(m, path);

@@ -260,15 +260,7 @@ std::shared_ptr<Sequential> ptq_copy(const Sequential& float_model, const std::s
   config.weight.bits = weight_bits;
   config.act.bits = act_bits;
   DataLoader loader(mnist(true), loader_options(true));
-  Batch b;
-  calibrate(
-      *q,
-      [&](Tensor& batch) {
-        if (!loader.next(b)) return false;
-        batch = b.images;
-        return true;
-      },
-      8, config);
+  calibrate(*q, loader.images(), 8, config);
   return q;
 }
 
@@ -648,12 +640,7 @@ TEST_CASE("calibrate: every observer gives finite scales and an 8-bit PTQ mlp wi
     QatConfig config;
     config.observer = name;
     DataLoader loader(mnist(true), loader_options(true));
-    Batch b;
-    calibrate(*ptq, [&](Tensor& batch) {
-      if (!loader.next(b)) return false;
-      batch = b.images;
-      return true;
-    }, 8, config);
+    calibrate(*ptq, loader.images(), 8, config);
     const auto qps = activation_qparams(*ptq);
     REQUIRE(qps.size() == 3);
     for (const auto& [fq_name, qp] : qps) {
