@@ -73,7 +73,6 @@ void read_model_state(H5Reader& r, Sequential& model) {
 }
 }  // namespace
 
-
 LoadedCheckpoint load_checkpoint(const std::string& path, Settings settings) {
   H5Reader r(path);
   if (!r.has_attr("/", "format") || r.attr_string("/", "format") != kCheckpointFormat)

@@ -3,9 +3,9 @@
 #include <cstdio>
 #include <iostream>
 
-#include "apps/train_checkpoint.h"
 #include "apps/cli.h"
 #include "apps/evaluate.h"
+#include "apps/train_checkpoint.h"
 #include "core/check.h"
 #include "core/parallel.h"
 #include "data/dataset.h"

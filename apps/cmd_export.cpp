@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "apps/train_checkpoint.h"
 #include "apps/cli.h"
+#include "apps/train_checkpoint.h"
 #include "core/check.h"
 #include "data/loader.h"
 #include "quant/int8_export.h"

@@ -4,10 +4,10 @@
 // checkpoint that `crayon eval` and `crayon export` read like a QAT one.
 #include <cstdio>
 
-#include "apps/train_checkpoint.h"
 #include "apps/cli.h"
 #include "apps/evaluate.h"
 #include "apps/quant_flags.h"
+#include "apps/train_checkpoint.h"
 #include "core/check.h"
 #include "core/parallel.h"
 #include "data/dataset.h"

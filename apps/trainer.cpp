@@ -8,11 +8,10 @@
 #include <memory>
 #include <stdexcept>
 
-#include "apps/train_checkpoint.h"
 #include "apps/evaluate.h"
 #include "apps/progress.h"
+#include "apps/train_checkpoint.h"
 #include "core/check.h"
-#include "core/limits.h"
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "data/dataset.h"
