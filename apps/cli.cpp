@@ -73,7 +73,7 @@ void require_threads(const po::variables_map& vm, const char* flag) {
   if (!vm.count(flag)) return;
   const double v = numeric(vm, flag);
   if (v > double(max_threads()))
-    throw UsageError(str("--", flag, ": expected at most ", max_threads(), " threads (4 x this machine's cores), got ", v,
+    throw UsageError(str("--", flag, ": expected at most ", max_threads(), " (4 x this machine's cores), got ", v,
                          " ", limit_hint(max_threads(), "CRAYON_MAX_THREADS")));
 }
 

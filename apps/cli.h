@@ -26,7 +26,7 @@ bool parse_command_line(int argc, char** argv, const po::options_description& op
 void require_positive(const po::variables_map& vm, const char* flag);
 void require_non_negative(const po::variables_map& vm, const char* flag);
 void require_one_of(const po::variables_map& vm, const char* flag, std::initializer_list<const char*> allowed);
-// 1 <= --threads <= max_threads() (core/limits.h).
+// 1 <= the flag <= max_threads() (core/limits.h): --threads, and --jobs (a process each).
 void require_threads(const po::variables_map& vm, const char* flag = "threads");
 // A file path flag, if given, is not empty.
 void require_path(const po::variables_map& vm, const char* flag);

@@ -96,6 +96,7 @@ int cmd_sweep(int argc, char** argv) {
   for (const char* f : {"epochs", "qat-epochs", "jobs"}) require_positive(vm, f);
   for (const char* f : {"train-limit", "test-limit", "data-bits-limit"}) require_non_negative(vm, f);
   require_threads(vm);
+  require_threads(vm, "jobs");  // a process per job: the same bound as threads
   require_path(vm, "dir");
   require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
   if (vm.count("models")) o.models = split(models);

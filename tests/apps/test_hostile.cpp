@@ -279,3 +279,16 @@ TEST_CASE("cli: --threads is bounded, empty paths and a zero QAT warm-up are usa
   CHECK(cli.first_error_line().find("--qat-config: expected at least 1 step") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "model.h5"));
 }
+
+TEST_CASE("cli: sweep's --jobs is bounded like --threads (a process each), and bad lists name the flag") {
+  TempDir dir;
+  const Cli cli(dir);
+  CHECK(cli("sweep --jobs 100000 --dir " + (dir / "s")) == 2);
+  CHECK(cli.first_error_line().find("--jobs: expected at most " + std::to_string(max_threads())) != std::string::npos);
+  CHECK(cli("sweep --bits 4,9 --dir " + (dir / "s")) == 2);
+  CHECK(cli.first_error_line().find("--bits: expected widths in 2..8, got 9") != std::string::npos);
+  CHECK(cli("sweep --regs none,l3 --dir " + (dir / "s")) == 2);
+  CHECK(cli.first_error_line().find("--regs: expected some of none, l1, l2, got 'l3'") != std::string::npos);
+  CHECK(cli("sweep --l2 0.001,x --dir " + (dir / "s")) == 2);
+  CHECK_FALSE(fs::exists(dir / "s"));
+}
