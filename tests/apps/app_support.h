@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include "apps/train_checkpoint.h"
 #include "apps/trainer.h"
@@ -70,6 +72,28 @@ inline void check_same_weights(const std::string& a, const std::string& b) {
     CHECK(same_tensor(x.optimizer_state[i].second, y.optimizer_state[i].second));
 }
 
+
+// Starts argv[0] with these arguments in a child process (stdout to `log` if given) and
+// returns its pid; wait_ok waits for it and says whether it exited 0.
+inline pid_t spawn(std::vector<std::string> args, const std::string& log = "") {
+  std::fflush(nullptr);  // nothing buffered here is written twice by the child
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (!log.empty() && !std::freopen(log.c_str(), "w", stdout)) _exit(126);
+    std::vector<char*> argv;
+    for (auto& s : args) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+inline bool wait_ok(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 // Runs the crayon binary (CRAYON_BINARY) with a shell argument string, stdout to `out` and
 // stderr to `err` in a folder; returns the exit status. A leading "NAME=value ..." in args

@@ -17,6 +17,15 @@ namespace {
 
 std::string mnist_dir() { return std::string(CRAYON_SOURCE_DIR) + "/data/mnist"; }
 
+// A float mlp trained for one epoch on 1000 images: the checkpoint the CLI tests start from.
+TrainRun one_epoch_mlp(const std::string& out) {
+  TrainRun run = small_run(out);
+  run.config.epochs = 1;
+  run.config.train_limit = 1000;
+  run_training(run);
+  return run;
+}
+
 EvalResult eval_on_1000(Module& model) {
   const Dataset test = load_dataset("mnist", false, mnist_dir()).slice(0, 1000);
   return evaluate(model, test, dataset_stats("mnist"));
@@ -167,10 +176,7 @@ TEST_CASE("cli: quantization flags are checked and named") {
 TEST_CASE("eval --save-logits: per-image outputs of float, quantized and int8 models, in HDF5 (h5py) and CSV") {
   TempDir dir;
   const Cli cli(dir);
-  TrainRun run = small_run(dir / "float.h5");
-  run.config.epochs = 1;
-  run.config.train_limit = 1000;
-  run_training(run);
+  const TrainRun run = one_epoch_mlp(dir / "float.h5");
   const std::string data = " --data-dir " + mnist_dir() + " --limit 300";
   REQUIRE(cli("quantize -q --model " + run.out + " --calib-batches 2 --out " + (dir / "q.h5") + " --data-dir " +
               mnist_dir()) == 0);
@@ -210,10 +216,7 @@ TEST_CASE("eval --save-logits: per-image outputs of float, quantized and int8 mo
 TEST_CASE("analyze: a float checkpoint by PTQ and a quantized one, as text, JSON (parsed) and PNG plots") {
   TempDir dir;
   const Cli cli(dir);
-  TrainRun run = small_run(dir / "float.h5");
-  run.config.epochs = 1;
-  run.config.train_limit = 1000;
-  run_training(run);
+  const TrainRun run = one_epoch_mlp(dir / "float.h5");
   const std::string data = " --data-dir " + mnist_dir() + " --limit 400 --train-limit 500";
   REQUIRE(cli("analyze --model " + run.out + " --weight-bits 4 --act-bits 4 --sensitivity" + data) == 0);
   const std::string text = cli.output();

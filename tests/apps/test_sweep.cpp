@@ -19,26 +19,6 @@ using namespace crayon;
 
 namespace {
 
-pid_t spawn(std::vector<std::string> a, const std::string& log) {
-  std::fflush(nullptr);  // nothing buffered here is written twice by the child
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::freopen(log.c_str(), "w", stdout);
-    std::vector<char*> argv;
-    for (auto& s : a) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-bool wait_ok(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 std::vector<std::string> sweep(const std::string& dir, int jobs, int threads) {
   return {CRAYON_BINARY, "sweep", "--quick", "--dir", dir, "--data-dir", std::string(CRAYON_SOURCE_DIR) + "/data/mnist",
           "--jobs", std::to_string(jobs), "--threads", std::to_string(threads)};

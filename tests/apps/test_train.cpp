@@ -70,22 +70,6 @@ TEST_CASE("train: the crayon binary killed mid-run resumes to the uninterrupted 
                                     "--train-limit", "4000",       "--test-limit", "500", "--data-dir", data,
                                     "--out",         out,           "--quiet",    "--lr", "0.05"};
   };
-  auto spawn = [](std::vector<std::string> a) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      std::vector<char*> argv;
-      for (auto& s : a) argv.push_back(s.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    return pid;
-  };
-  auto wait_ok = [](pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  };
   REQUIRE(wait_ok(spawn(args(dir / "full.h5", "4"))));
 
   // Kill the run as soon as its first checkpoint exists (somewhere in epoch 2).
