@@ -1,5 +1,8 @@
-// crayon export: a quantized checkpoint (QAT or PTQ) to the integer engine's int8 file
-// (format in the README, "int8 model").
+// crayon export: a model to a file another program runs.
+//   --format crayon-int8   a quantized checkpoint (QAT or PTQ) -> the integer engine's int8 file
+//                          (format in the README, "int8 model")
+//   --format onnx          a quantized checkpoint or int8 file -> a QDQ ONNX model; a float
+//                          checkpoint -> the float ONNX graph (quant/onnx/onnx_export.h)
 #include <cstdio>
 #include <filesystem>
 
@@ -7,48 +10,106 @@
 #include "apps/train_checkpoint.h"
 #include "core/check.h"
 #include "data/loader.h"
+#include "quant/int8/file.h"
 #include "quant/int8_export.h"
+#ifdef CRAYON_HAVE_ONNX
+#include "quant/onnx/onnx_export.h"
+#endif
 
 namespace crayon {
 
+namespace {
+
+Int8Model to_int8(const TrainCheckpoint& ck, const std::string& path) {
+  try {
+    Int8Model m = export_int8(*ck.model, ck.input_shape, dataset_stats(ck.config.dataset));
+    m.dataset = ck.config.dataset;
+    m.quantization = ck.config.qat;
+    return m;
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(str(path, ": ", e.what()));
+  }
+}
+
+#ifdef CRAYON_HAVE_ONNX
+// Layers with no ONNX form are refused naming the layer and the file.
+template <typename F>
+void onnx_or_fail(const std::string& model_path, F&& write) {
+  try {
+    write();
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(str(model_path, ": ", e.what()));
+  }
+}
+#endif
+
+}  // namespace
+
 int cmd_export(int argc, char** argv) {
-  std::string model_path, out = "model.int8.h5";
+  std::string model_path, out, format = "crayon-int8";
   bool quiet = false;
   po::options_description opts("crayon export options");
   // clang-format off
   opts.add_options()
     ("help,h", "show this help")
-    ("model", po::value(&model_path)->required(), "quantized checkpoint (from crayon train --qat or crayon quantize)")
-    ("out", po::value(&out)->default_value(out), "int8 model file to write")
+    ("model", po::value(&model_path)->required(), "checkpoint to export: quantized (crayon train --qat, crayon quantize) "
+                                                  "for either format, float for onnx; or an int8 file for onnx")
+    ("format", po::value(&format)->default_value(format), "crayon-int8 (the integer engine's file) | onnx (opset 13: "
+                                                          "QDQ for quantized models, the float graph for float ones)")
+    ("out", po::value(&out), "file to write (default model.int8.h5, or model.onnx for --format onnx)")
     ("quiet,q", po::bool_switch(&quiet), "print nothing");
   // clang-format on
   po::variables_map vm;
-  if (!parse_command_line(argc, argv, opts, vm, "usage: crayon export --model q.h5 --out model.int8.h5")) return 0;
+  if (!parse_command_line(argc, argv, opts, vm, "usage: crayon export --model q.h5 [--format onnx] --out model.int8.h5"))
+    return 0;
+  require_one_of(vm, "format", {"crayon-int8", "onnx"});
   require_path(vm, "out");
+  if (out.empty()) out = format == "onnx" ? "model.onnx" : "model.int8.h5";
+#ifndef CRAYON_HAVE_ONNX
+  if (format == "onnx")
+    throw std::runtime_error("--format onnx: this crayon was built without ONNX (install libonnx-dev and "
+                             "libprotobuf-dev, or run scripts/install-deps.sh, then rebuild)");
+#endif
 
-  TrainCheckpoint ck = load_train_checkpoint(model_path);
-  if (!ck.quantized)
-    throw std::runtime_error(str(model_path, ": a float checkpoint; expected a quantized one (train it with --qat, or "
-                                 "run crayon quantize on it first)"));
-  const ChannelStats norm = dataset_stats(ck.config.dataset);
-  Int8Model m;
-  try {
-    m = export_int8(*ck.model, ck.input_shape, norm);
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(str(model_path, ": ", e.what()));
+  std::string what;
+  if (is_int8_file(model_path)) {
+    if (format != "onnx")
+      throw std::runtime_error(str(model_path, ": already an int8 file; expected a quantized checkpoint (or use "
+                                   "--format onnx)"));
+#ifdef CRAYON_HAVE_ONNX
+    const Int8Model m = load_int8(model_path);
+    onnx_or_fail(model_path, [&] { write_onnx_qdq(m, {m.dataset, {}, m.quantization, model_path}, out); });
+    what = str(m.layers.size(), " int8 layers as a QDQ ONNX model");
+#endif
+  } else {
+    TrainCheckpoint ck = load_train_checkpoint(model_path);
+    if (!ck.quantized && format == "crayon-int8")
+      throw std::runtime_error(str(model_path, ": a float checkpoint; expected a quantized one (train it with --qat, "
+                                   "or run crayon quantize on it first), or use --format onnx for the float graph"));
+    if (format == "crayon-int8") {
+      const Int8Model m = to_int8(ck, model_path);
+      save_int8(m, out);
+      int64_t weights = 0, float_bytes = 0;
+      for (const auto& [name, v] : ck.model->named_parameters()) float_bytes += v.numel() * 4;
+      for (const Int8Layer& l : m.layers) weights += l.weight.numel();
+      what = str(m.layers.size(), " layers, ", weights, " int8 weights; ", std::filesystem::file_size(out),
+                 " bytes on disk, ", double(std::filesystem::file_size(out)) / double(float_bytes), " x the ",
+                 float_bytes, " bytes of float weights");
+    } else {
+#ifdef CRAYON_HAVE_ONNX
+      const OnnxMetadata meta{ck.config.dataset, dataset_stats(ck.config.dataset), ck.config.qat, model_path};
+      if (ck.quantized) {
+        const Int8Model m = to_int8(ck, model_path);
+        onnx_or_fail(model_path, [&] { write_onnx_qdq(m, meta, out); });
+        what = str(m.layers.size(), " int8 layers as a QDQ ONNX model");
+      } else {
+        onnx_or_fail(model_path, [&] { write_onnx_float(*ck.model, ck.input_shape, meta, out); });
+        what = "the float ONNX graph";
+      }
+#endif
+    }
   }
-  m.dataset = ck.config.dataset;
-  m.quantization = ck.config.qat;
-  save_int8(m, out);
-  if (!quiet) {
-    int64_t weights = 0, float_bytes = 0;
-    for (const auto& [name, v] : ck.model->named_parameters()) float_bytes += v.numel() * 4;
-    for (const Int8Layer& l : m.layers) weights += l.weight.numel();
-    const auto bytes = std::filesystem::file_size(out);
-    std::printf("%s -> %s: %zu layers, %lld int8 weights; %llu bytes on disk, %.2f x the %lld bytes of float weights\n",
-                model_path.c_str(), out.c_str(), m.layers.size(), (long long)weights, (unsigned long long)bytes,
-                double(bytes) / double(float_bytes), (long long)float_bytes);
-  }
+  if (!quiet) std::printf("%s -> %s: %s\n", model_path.c_str(), out.c_str(), what.c_str());
   return 0;
 }
 

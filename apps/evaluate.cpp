@@ -1,12 +1,11 @@
 #include "apps/evaluate.h"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
+#include <sstream>
 
+#include "core/atomic_file.h"
 #include "core/check.h"
 #include "core/h5io.h"
 #include "core/ops.h"
@@ -108,33 +107,20 @@ void save_logits(const std::string& path, const Tensor& logits, std::span<const 
   const int64_t classes = logits.size(1);
   const std::vector<int32_t> pred = predictions(logits);
   if (path.ends_with(".csv")) {
-    // A temporary file beside the target, renamed into place once complete.
-    const std::string tmp = str(path, ".tmp.", ::getpid());
-    {
-      std::ofstream f(tmp);
-      if (!f) throw std::runtime_error(str(path, ": cannot open ", tmp, " for writing"));
-      f << "index,label,prediction";
-      for (int64_t c = 0; c < classes; ++c) f << ",logit_" << c;
-      f << "\n";
-      char buf[32];
-      for (int64_t i = 0; i < n; ++i) {
-        f << i << ',' << labels[size_t(i)] << ',' << pred[size_t(i)];
-        for (int64_t c = 0; c < classes; ++c) {
-          std::snprintf(buf, sizeof buf, ",%.9g", double(logits.data()[i * classes + c]));  // round-trips float32
-          f << buf;
-        }
-        f << '\n';
+    std::ostringstream f;
+    f << "index,label,prediction";
+    for (int64_t c = 0; c < classes; ++c) f << ",logit_" << c;
+    f << "\n";
+    char buf[32];
+    for (int64_t i = 0; i < n; ++i) {
+      f << i << ',' << labels[size_t(i)] << ',' << pred[size_t(i)];
+      for (int64_t c = 0; c < classes; ++c) {
+        std::snprintf(buf, sizeof buf, ",%.9g", double(logits.data()[i * classes + c]));  // round-trips float32
+        f << buf;
       }
-      f.flush();
-      if (!f) {
-        std::remove(tmp.c_str());
-        throw std::runtime_error(str(path, ": write to ", tmp, " failed"));
-      }
+      f << '\n';
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error(str(path, ": cannot rename ", tmp, " onto it"));
-    }
+    write_file_atomic(path, f.str());  // complete or not at all
     return;
   }
   std::vector<int32_t> index(static_cast<size_t>(n));

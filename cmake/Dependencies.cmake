@@ -44,3 +44,21 @@ if(CRAYON_BUILD_TESTS)
   find_package(doctest QUIET)
   crayon_require(doctest_FOUND "doctest" doctest-dev)
 endif()
+
+# ONNX export (crayon export --format onnx, crayon summary of .onnx files): optional. The
+# ONNX project's C++ library from Debian (libonnx-dev, with libprotobuf-dev); without it
+# everything else builds and crayon says ONNX is off.
+option(CRAYON_ONNX "Build ONNX export when libonnx-dev is installed" ON)
+set(CRAYON_HAVE_ONNX OFF)
+if(CRAYON_ONNX)
+  find_package(Protobuf QUIET)
+  if(Protobuf_FOUND)
+    find_package(ONNX CONFIG QUIET)
+  endif()
+  if(Protobuf_FOUND AND ONNX_FOUND)
+    set(CRAYON_HAVE_ONNX ON)
+    message(STATUS "crayon: ONNX export on (ONNX ${ONNX_VERSION}, protobuf ${Protobuf_VERSION})")
+  else()
+    message(STATUS "crayon: ONNX export off (install libonnx-dev and libprotobuf-dev, or run scripts/install-deps.sh)")
+  endif()
+endif()

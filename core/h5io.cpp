@@ -14,6 +14,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "core/atomic_file.h"
 #include "core/check.h"
 #include "core/parse.h"
 
@@ -315,45 +316,10 @@ struct H5Writer::Impl {
   }
 };
 
-namespace {
-
-// A writer killed before commit() (SIGKILL, OOM killer) leaves "<path>.tmp.<pid>.<n>"
-// behind. Removes those of `path` whose process is gone; a live process may still commit
-// its own. Best effort: a directory that cannot be listed or a file that cannot be
-// unlinked is left as it is.
-void remove_stale_temporaries(const std::string& path) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  const std::string prefix = target.filename().string() + ".tmp.";
-  std::error_code ec;
-  fs::directory_iterator it(target.has_parent_path() ? target.parent_path() : ".", ec), end;
-  for (; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string_view rest = std::string_view(name).substr(prefix.size());  // "<pid>.<n>"
-    const size_t dot = rest.find('.');
-    unsigned pid = 0;
-    uint64_t n = 0;
-    if (dot == rest.npos || !parse_number(rest.substr(0, dot), pid) ||
-        !parse_number(rest.substr(dot + 1), n))
-      continue;  // digits only: parse_number takes no sign for unsigned types
-    // kill(pid <= 0) would address process groups; EPERM means alive but someone else's.
-    if (pid == 0 || pid > unsigned(std::numeric_limits<pid_t>::max()) ||
-        pid_t(pid) == ::getpid() || ::kill(pid_t(pid), 0) == 0 || errno != ESRCH)
-      continue;
-    std::error_code type_ec;
-    if (fs::is_regular_file(it->symlink_status(type_ec))) ::unlink(it->path().c_str());
-  }
-}
-
-}  // namespace
-
 H5Writer::H5Writer(std::string path) : impl_(std::make_unique<Impl>()) {
   silence_hdf5();
-  static std::atomic<unsigned> counter{0};
   impl_->path = std::move(path);
-  remove_stale_temporaries(impl_->path);
-  impl_->tmp = str(impl_->path, ".tmp.", ::getpid(), ".", counter++);
+  impl_->tmp = temp_path_for(impl_->path);
   Handle fcpl = make_plist(H5P_FILE_CREATE);
   H5Pset_obj_track_times(fcpl.get(), false);
   H5Pset_attr_phase_change(fcpl.get(), 64, 48);  // the root group's attributes, as for groups below
@@ -478,34 +444,13 @@ void H5Writer::set_attr(const std::string& object, const std::string& key,
                     impl_->vector_space(values.size()), values.data());
 }
 
-namespace {
-
-void fsync_or_throw(const std::string& path, const std::string& target, int flags) {
-  const int fd = ::open(target.c_str(), flags | O_CLOEXEC);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    throw std::runtime_error(str(path, ": cannot fsync ", target, ": ", std::strerror(err)));
-  }
-  ::close(fd);
-}
-
-}  // namespace
-
 void H5Writer::commit() {
   Impl& m = *impl_;
   m.check_open();
   if (m.file.reset() < 0)
     throw std::runtime_error(str(m.path, ": cannot close ", m.tmp, " (HDF5: ", hdf5_reason(), ")"));
-  // Data on disk before the name points at it, and the name on disk before we return:
-  // after a crash `path` holds either the old file or the complete new one.
-  fsync_or_throw(m.path, m.tmp, O_RDONLY);
-  if (std::rename(m.tmp.c_str(), m.path.c_str()) != 0)
-    throw std::runtime_error(
-        str(m.path, ": cannot rename ", m.tmp, " onto it: ", std::strerror(errno)));
+  commit_file(m.tmp, m.path);  // after a crash, `path` holds the old file or the whole new one
   m.committed = true;
-  std::string dir = std::filesystem::path(m.path).parent_path().string();
-  fsync_or_throw(m.path, dir.empty() ? "." : dir, O_RDONLY | O_DIRECTORY);
 }
 
 // ---------------------------------------------------------------------------------------
