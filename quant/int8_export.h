@@ -10,7 +10,8 @@
 //   activations  int8, one (scale, zero point) per tensor: x = scale * (q - zero_point)
 //   rounding     real -> int8: round half to even (ONNX QuantizeLinear, and what the
 //                fake-quant rounds to in eval); real bias -> int32: round half away from
-//                zero; requantization: gemmlowp / TFLite fixed point (quant/int8/requant.h)
+//                zero; requantization: TFLite's fixed-point multiplier, rounded once, half
+//                to even (quant/int8/requant.h)
 #include <string>
 #include <vector>
 

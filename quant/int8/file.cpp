@@ -23,8 +23,8 @@ std::vector<int64_t> pair(int a, int b) { return {a, b}; }
 
 const char* kRounding =
     "input and activations: round half to even (ONNX QuantizeLinear); bias: round half away from zero; "
-    "requantization: gemmlowp/TFLite MultiplyByQuantizedMultiplier (SaturatingRoundingDoublingHighMul, "
-    "then RoundingDivideByPOT)";
+    "requantization: round half to even of acc * multiplier * 2^(shift - 31), the exact int64 product rounded "
+    "once (TFLite QuantizeMultiplier's multiplier and shift; TFLITE_SINGLE_ROUNDING with ties to even)";
 
 }  // namespace
 

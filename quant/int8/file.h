@@ -1,5 +1,5 @@
 #pragma once
-// The integer engine's file: an Int8Model as HDF5, format "crayon-int8" version 1. Its
+// The integer engine's file: an Int8Model as HDF5, format "crayon-int8" version 3. Its
 // layout, dtypes and arithmetic are documented once, in the README ("int8 model").
 #include <cstdint>
 #include <string>
@@ -10,7 +10,10 @@ namespace crayon {
 
 inline constexpr const char* kInt8Format = "crayon-int8";
 // Version 2 added act_min / act_max to avgpool2d (version 1 files load, with [-128, 127]).
-inline constexpr int64_t kInt8FormatVersion = 2;
+// Version 3 rounds the requantization once, half to even (quant/int8/requant.h), where 1 and 2
+// rounded twice as gemmlowp does; the stored data is the same, and older files load and run
+// with the single rounding (an output may move by 1 LSB, toward the model's fake-quant).
+inline constexpr int64_t kInt8FormatVersion = 3;
 
 // Atomic (temporary file + rename, core/h5io.h).
 void save_int8(const Int8Model& model, const std::string& path);

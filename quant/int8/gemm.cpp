@@ -48,12 +48,13 @@ void fill_epilogue(Epilogue& e, Epilogue::Kind kind, const int32_t* bias, const 
     e.bias[j] = real && bias ? bias[j0 + j] : 0;
     const FixedPointMultiplier m = real && stage ? stage->multiplier[size_t(j0 + j)] : FixedPointMultiplier{};
     e.mult[j] = m.multiplier;
-    e.left[j] = m.shift > 0 ? m.shift : 0;
-    e.right[j] = m.shift > 0 ? 0 : -m.shift;
-    e.rmask[j] = int32_t((int64_t(1) << std::min(e.right[j], 31)) - 1);
-    e.rhalf[j] = e.rmask[j] >> 1;
-    if (e.left[j] > 0 || e.right[j] > 31 || e.mult[j] == std::numeric_limits<int32_t>::min() ||
-        std::abs(int64_t(e.bias[j])) > safe_bias)
+    e.shift[j] = m.shift;
+    const int t = 31 - m.shift;  // >= 31 unless the multiplier is >= 1
+    const int64_t add = t >= 31 ? (int64_t(1) << 62) + (int64_t(1) << (t - 1)) - 1 : 0;
+    (j % 2 ? e.t_odd : e.t_even)[j / 2] = t;
+    (j % 2 ? e.add_odd : e.add_even)[j / 2] = add;
+    e.offset[j] = t >= 31 ? int32_t(uint32_t(uint64_t(1) << (62 - t))) : 0;
+    if (t < 31 || std::abs(int64_t(e.bias[j])) > safe_bias)
       e.general = true;
   }
   if (stage) {

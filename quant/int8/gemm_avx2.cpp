@@ -14,10 +14,9 @@ namespace crayon::gemm_detail {
 
 namespace {
 
-// The output stage of requantize_512 (gemm_avx512.cpp, step by step there) on 8 lanes with AVX2
-// (no mask registers: compare vectors and blendv).
+// The output stage of requantize_512 (gemm_avx512.cpp, step by step there) on 8 lanes with AVX2.
 struct StageVec256 {
-  __m256i bias, mult, left, right, rmask, rhalf;
+  __m256i bias, mult, t_even, t_odd, add_even, add_odd, offset;
 };
 
 CRAYON_TARGET_AVX2 inline __m256i saturating_add_256(__m256i a, __m256i b) {
@@ -28,25 +27,42 @@ CRAYON_TARGET_AVX2 inline __m256i saturating_add_256(__m256i a, __m256i b) {
       _mm256_blendv_ps(_mm256_castsi256_ps(s), _mm256_castsi256_ps(sat), _mm256_castsi256_ps(overflow)));
 }
 
+CRAYON_TARGET_AVX2 inline __m256i round_shift_256(__m256i p, __m256i t, __m256i add) {
+  const __m256i bit = _mm256_and_si256(_mm256_srlv_epi64(p, t), _mm256_set1_epi64x(1));
+  return _mm256_srlv_epi64(_mm256_add_epi64(_mm256_add_epi64(p, add), bit), t);
+}
+
 CRAYON_TARGET_AVX2 inline __m256i requantize_256(__m256i acc, const StageVec256& s, __m256i lo, __m256i hi,
                                                  __m256i zero_point) {
-  const __m256i int_max = _mm256_set1_epi32(INT32_MAX), int_min = _mm256_set1_epi32(INT32_MIN);
-  __m256i x = saturating_add_256(acc, s.bias);
-  const __m256i up = _mm256_sllv_epi32(x, s.left);
-  const __m256i kept = _mm256_cmpeq_epi32(_mm256_srav_epi32(up, s.left), x);
-  x = _mm256_blendv_epi8(_mm256_xor_si256(_mm256_srai_epi32(x, 31), int_max), up, kept);
-  const __m256i nudge = _mm256_set1_epi64x(int64_t(1) << 30);
-  const __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, s.mult), nudge), 31);
-  const __m256i odd = _mm256_slli_epi64(
-      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(s.mult, 32)), nudge), 1);
-  __m256i h = _mm256_blend_epi32(even, odd, 0xAA);
-  const __m256i both_min = _mm256_and_si256(_mm256_cmpeq_epi32(x, int_min), _mm256_cmpeq_epi32(s.mult, int_min));
-  h = _mm256_blendv_epi8(h, int_max, both_min);
-  const __m256i threshold = _mm256_sub_epi32(s.rhalf, _mm256_srai_epi32(h, 31));
-  __m256i q = _mm256_srav_epi32(h, s.right);
-  q = _mm256_sub_epi32(q, _mm256_cmpgt_epi32(_mm256_and_si256(h, s.rmask), threshold));  // true is -1
+  const __m256i x = _mm256_add_epi32(acc, s.bias);
+  const __m256i even = round_shift_256(_mm256_mul_epi32(x, s.mult), s.t_even, s.add_even);
+  const __m256i odd =
+      round_shift_256(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(s.mult, 32)), s.t_odd, s.add_odd);
+  __m256i q = _mm256_sub_epi32(_mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA), s.offset);
   q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
   return _mm256_add_epi32(q, zero_point);
+}
+
+// Epilogue::general: requantize_value() lane by lane, lane l on channel j + l (per_lane) or j.
+CRAYON_TARGET_AVX2 inline __m256i requantize_general_256(__m256i acc, const Epilogue& e, int64_t j, bool per_lane) {
+  alignas(32) int32_t v[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v), acc);
+  for (int l = 0; l < 8; ++l) v[l] = e.requantize(v[l], per_lane ? j + l : j);
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
+}
+
+CRAYON_TARGET_AVX2 inline __m256i load_256(const void* p) { return _mm256_load_si256(static_cast<const __m256i*>(p)); }
+
+CRAYON_TARGET_AVX2 inline StageVec256 load_stage_256(const Epilogue& e, int64_t j) {
+  return {load_256(e.bias + j),         load_256(e.mult + j),        load_256(e.t_even + j / 2),
+          load_256(e.t_odd + j / 2),    load_256(e.add_even + j / 2), load_256(e.add_odd + j / 2),
+          load_256(e.offset + j)};
+}
+
+CRAYON_TARGET_AVX2 inline StageVec256 broadcast_stage_256(const Epilogue& e, int64_t j) {
+  return {_mm256_set1_epi32(e.bias[j]), _mm256_set1_epi32(e.mult[j]), _mm256_set1_epi64x(e.t(j)),
+          _mm256_set1_epi64x(e.t(j)),   _mm256_set1_epi64x(e.add(j)),  _mm256_set1_epi64x(e.add(j)),
+          _mm256_set1_epi32(e.offset[j])};
 }
 
 // 16 int32 lanes in [-128, 127] (a, b) -> 16 bytes in order.
@@ -74,11 +90,8 @@ CRAYON_TARGET_AVX2 __attribute__((noinline)) void finish_rows_256(const int32_t*
     if (e.kind == Epilogue::Kind::i8) {
       __m256i q[4];
       for (int v = 0; v < 4; ++v) {
-        const auto at = [&](const int32_t* p) { return reinterpret_cast<const __m256i*>(p + 8 * v); };
-        const StageVec256 s{_mm256_load_si256(at(e.bias)),  _mm256_load_si256(at(e.mult)),
-                            _mm256_load_si256(at(e.left)),  _mm256_load_si256(at(e.right)),
-                            _mm256_load_si256(at(e.rmask)), _mm256_load_si256(at(e.rhalf))};
-        q[v] = requantize_256(_mm256_load_si256(at(row)), s, lo, hi, z);
+        const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(row + 8 * v));
+        q[v] = e.general ? requantize_general_256(a, e, 8 * v, true) : requantize_256(a, load_stage_256(e, 8 * v), lo, hi, z);
       }
       int8_t* y = out.y + r * out.ld;
       store_bytes(y, narrow_16(q[0], q[1]), nr);
@@ -107,12 +120,15 @@ CRAYON_TARGET_AVX2 __attribute__((noinline)) void finish_patches_256(const int32
       continue;
     }
     const int64_t j = c0 + r;
-    const StageVec256 s{_mm256_set1_epi32(e.bias[j]),  _mm256_set1_epi32(e.mult[j]),
-                        _mm256_set1_epi32(e.left[j]),  _mm256_set1_epi32(e.right[j]),
-                        _mm256_set1_epi32(e.rmask[j]), _mm256_set1_epi32(e.rhalf[j])};
+    const StageVec256 s = broadcast_stage_256(e, j);
     const __m256i a0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(row));
     const __m256i a1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(row + 8));
-    store_bytes(out.y + r * out.ld, narrow_16(requantize_256(a0, s, lo, hi, z), requantize_256(a1, s, lo, hi, z)), np);
+    if (e.general)
+      store_bytes(out.y + r * out.ld,
+                  narrow_16(requantize_general_256(a0, e, j, false), requantize_general_256(a1, e, j, false)), np);
+    else
+      store_bytes(out.y + r * out.ld, narrow_16(requantize_256(a0, s, lo, hi, z), requantize_256(a1, s, lo, hi, z)),
+                  np);
   }
 }
 
@@ -162,13 +178,15 @@ CRAYON_TARGET_AVX2 void requantize_max_rows_256(const int32_t* a, int64_t rows, 
     for (int64_t i = 0; i < len; ++i) pooled[r * len + i] = std::max(a[2 * r * ld_row + i], a[(2 * r + 1) * ld_row + i]);
   std::fill(pooled + n, pooled + padded, 0);
   const __m256i lo = _mm256_set1_epi32(e.lo), hi = _mm256_set1_epi32(e.hi), z = _mm256_set1_epi32(e.zero_point);
-  const StageVec256 s{_mm256_set1_epi32(e.bias[j]),  _mm256_set1_epi32(e.mult[j]),
-                      _mm256_set1_epi32(e.left[j]),  _mm256_set1_epi32(e.right[j]),
-                      _mm256_set1_epi32(e.rmask[j]), _mm256_set1_epi32(e.rhalf[j])};
+  const StageVec256 s = broadcast_stage_256(e, j);
   for (int64_t i = 0; i < n; i += 16) {
     const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pooled + i));
     const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pooled + i + 8));
-    store_bytes(y + i, narrow_16(requantize_256(v0, s, lo, hi, z), requantize_256(v1, s, lo, hi, z)), n - i);
+    if (e.general)
+      store_bytes(y + i, narrow_16(requantize_general_256(v0, e, j, false), requantize_general_256(v1, e, j, false)),
+                  n - i);
+    else
+      store_bytes(y + i, narrow_16(requantize_256(v0, s, lo, hi, z), requantize_256(v1, s, lo, hi, z)), n - i);
   }
 }
 

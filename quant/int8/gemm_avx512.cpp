@@ -13,21 +13,17 @@ namespace crayon::gemm_detail {
 
 namespace {
 
-// The output stage on 16 int32 lanes, the arithmetic of requantize_value() step by step:
-//   x = sat32(acc + bias): the wrapped sum overflowed iff acc and bias share a sign that the
-//       sum lacks; it then saturates toward acc's sign
-//   x = sat32(x * 2^left): the shift lost bits iff shifting back does not give x
-//   h = SRDHM(x, m) = (x * m + 2^30) >> 31 in int64: that floor equals gemmlowp's
-//       (ab + nudge) / 2^31 truncated toward zero, nudge = ab >= 0 ? 2^30 : 1 - 2^30, for both
-//       signs of ab; x = m = INT32_MIN saturates to INT32_MAX
-//   rounding_divide_by_pot(h, right): (h >> right) + 1 where the remainder h & rmask exceeds
-//       rhalf + (h < 0), i.e. ties away from zero
+// The output stage on 16 int32 lanes, the arithmetic of requantize_value() (quant/int8/requant.h)
+// without its rare cases (Epilogue::general):
+//   x = acc + bias (cannot overflow unless general)
+//   p = x * m exactly, in int64: _mm512_mul_epi32 on the even lanes, and on the odd lanes
+//       shifted down
+//   r = round_half_even(p / 2^t), t = 31 - shift in [31, 62]: (p + 2^62 + 2^(t-1) - 1 + bit)
+//       >> t with bit = bit t of p, all unsigned (the 2^62 makes the sum non-negative and
+//       below 2^64, so the logical shift is exact), minus 2^(62-t) for the 2^62; r fits int32
 //   clamp to [act_min - z, act_max - z], then + z.
-// The 64-bit products come from _mm512_mul_epi32 on the even lanes and on the odd lanes
-// shifted down; bits 31..62 of each product are the int32 result. Without Epilogue::general
-// the saturations and the left shift cannot change anything and are skipped.
 struct StageVec512 {
-  __m512i bias, mult, left, right, rmask, rhalf;
+  __m512i bias, mult, t_even, t_odd, add_even, add_odd, offset;
 };
 
 CRAYON_TARGET_VNNI inline __m512i saturating_add_512(__m512i a, __m512i b) {
@@ -37,43 +33,42 @@ CRAYON_TARGET_VNNI inline __m512i saturating_add_512(__m512i a, __m512i b) {
   return _mm512_mask_mov_epi32(s, overflow, _mm512_xor_si512(_mm512_srai_epi32(a, 31), _mm512_set1_epi32(INT32_MAX)));
 }
 
-template <bool kGeneral>
+// round_half_even(p / 2^t) + 2^(62-t) in the low 32 bits of each 64-bit lane.
+CRAYON_TARGET_VNNI inline __m512i round_shift_512(__m512i p, __m512i t, __m512i add) {
+  const __m512i bit = _mm512_and_si512(_mm512_srlv_epi64(p, t), _mm512_set1_epi64(1));
+  return _mm512_srlv_epi64(_mm512_add_epi64(_mm512_add_epi64(p, add), bit), t);
+}
+
 CRAYON_TARGET_VNNI inline __m512i requantize_512(__m512i acc, const StageVec512& s, __m512i lo, __m512i hi,
                                                  __m512i zero_point) {
-  const __m512i int_max = _mm512_set1_epi32(INT32_MAX), int_min = _mm512_set1_epi32(INT32_MIN);
-  __m512i x;
-  if constexpr (kGeneral) {
-    x = saturating_add_512(acc, s.bias);
-    const __m512i up = _mm512_sllv_epi32(x, s.left);
-    const __mmask16 lost = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(up, s.left), x);
-    x = _mm512_mask_mov_epi32(up, lost, _mm512_xor_si512(_mm512_srai_epi32(x, 31), int_max));
-  } else {
-    x = _mm512_add_epi32(acc, s.bias);
-  }
-  const __m512i nudge = _mm512_set1_epi64(int64_t(1) << 30);
-  const __m512i even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, s.mult), nudge), 31);
-  const __m512i odd = _mm512_slli_epi64(
-      _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(s.mult, 32)), nudge), 1);
-  __m512i h = _mm512_mask_blend_epi32(0xAAAA, even, odd);
-  if constexpr (kGeneral)
-    h = _mm512_mask_mov_epi32(h, _mm512_cmpeq_epi32_mask(x, int_min) & _mm512_cmpeq_epi32_mask(s.mult, int_min),
-                              int_max);
-  const __m512i threshold = _mm512_sub_epi32(s.rhalf, _mm512_srai_epi32(h, 31));
-  __m512i q = _mm512_srav_epi32(h, s.right);
-  q = _mm512_mask_sub_epi32(q, _mm512_cmpgt_epi32_mask(_mm512_and_si512(h, s.rmask), threshold), q,
-                            _mm512_set1_epi32(-1));
+  const __m512i x = _mm512_add_epi32(acc, s.bias);
+  const __m512i even = round_shift_512(_mm512_mul_epi32(x, s.mult), s.t_even, s.add_even);
+  const __m512i odd =
+      round_shift_512(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(s.mult, 32)), s.t_odd, s.add_odd);
+  __m512i q = _mm512_sub_epi32(_mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32)), s.offset);
   q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
   return _mm512_add_epi32(q, zero_point);
 }
 
+// Epilogue::general: requantize_value() lane by lane, lane l on channel j + l (per_lane) or j.
+CRAYON_TARGET_VNNI inline __m512i requantize_general_512(__m512i acc, const Epilogue& e, int64_t j, bool per_lane) {
+  alignas(64) int32_t v[16];
+  _mm512_store_si512(v, acc);
+  for (int l = 0; l < 16; ++l) v[l] = e.requantize(v[l], per_lane ? j + l : j);
+  return _mm512_load_si512(v);
+}
+
 CRAYON_TARGET_VNNI inline StageVec512 load_stage_512(const Epilogue& e, int64_t j) {
-  return {_mm512_load_si512(e.bias + j),  _mm512_load_si512(e.mult + j),  _mm512_load_si512(e.left + j),
-          _mm512_load_si512(e.right + j), _mm512_load_si512(e.rmask + j), _mm512_load_si512(e.rhalf + j)};
+  return {_mm512_load_si512(e.bias + j),         _mm512_load_si512(e.mult + j),
+          _mm512_load_si512(e.t_even + j / 2),   _mm512_load_si512(e.t_odd + j / 2),
+          _mm512_load_si512(e.add_even + j / 2), _mm512_load_si512(e.add_odd + j / 2),
+          _mm512_load_si512(e.offset + j)};
 }
 
 CRAYON_TARGET_VNNI inline StageVec512 broadcast_stage_512(const Epilogue& e, int64_t j) {
-  return {_mm512_set1_epi32(e.bias[j]),  _mm512_set1_epi32(e.mult[j]),  _mm512_set1_epi32(e.left[j]),
-          _mm512_set1_epi32(e.right[j]), _mm512_set1_epi32(e.rmask[j]), _mm512_set1_epi32(e.rhalf[j])};
+  return {_mm512_set1_epi32(e.bias[j]), _mm512_set1_epi32(e.mult[j]), _mm512_set1_epi64(e.t(j)),
+          _mm512_set1_epi64(e.t(j)),    _mm512_set1_epi64(e.add(j)),  _mm512_set1_epi64(e.add(j)),
+          _mm512_set1_epi32(e.offset[j])};
 }
 
 // Two vectors of 16 outputs in [-128, 127] -> the first n (<= 32) bytes at y, one store
@@ -118,11 +113,10 @@ CRAYON_TARGET_VNNI __attribute__((noinline)) void finish_rows_512(const int32_t*
     switch (e.kind) {
       case Epilogue::Kind::i8:
         if (e.general)
-          store_32(out.y + r * out.ld, requantize_512<true>(a0, s0, lo, hi, z), requantize_512<true>(a1, s1, lo, hi, z),
+          store_32(out.y + r * out.ld, requantize_general_512(a0, e, 0, true), requantize_general_512(a1, e, 16, true),
                    nr);
         else
-          store_32(out.y + r * out.ld, requantize_512<false>(a0, s0, lo, hi, z),
-                   requantize_512<false>(a1, s1, lo, hi, z), nr);
+          store_32(out.y + r * out.ld, requantize_512(a0, s0, lo, hi, z), requantize_512(a1, s1, lo, hi, z), nr);
         break;
       case Epilogue::Kind::i32_bias:
         _mm512_mask_storeu_epi32(out.c + r * out.ld, m0, saturating_add_512(a0, s0.bias));
@@ -162,10 +156,10 @@ CRAYON_TARGET_VNNI __attribute__((noinline)) void finish_patches_512(const int32
     const __m512i a0 = _mm512_sub_epi32(_mm512_load_si512(sums + r * kPixelTile), corr);
     const __m512i a1 = _mm512_sub_epi32(_mm512_load_si512(sums + r * kPixelTile + 16), corr);
     if (e.general)
-      store_32(out.y + r * out.ld, requantize_512<true>(a0, s, lo, hi, z), requantize_512<true>(a1, s, lo, hi, z), np);
+      store_32(out.y + r * out.ld, requantize_general_512(a0, e, c0 + r, false),
+               requantize_general_512(a1, e, c0 + r, false), np);
     else
-      store_32(out.y + r * out.ld, requantize_512<false>(a0, s, lo, hi, z), requantize_512<false>(a1, s, lo, hi, z),
-               np);
+      store_32(out.y + r * out.ld, requantize_512(a0, s, lo, hi, z), requantize_512(a1, s, lo, hi, z), np);
   }
 }
 
@@ -216,9 +210,9 @@ CRAYON_TARGET_VNNI void requantize_max_rows_512(const int32_t* a, int64_t rows, 
     const __m512i v0 = _mm512_maskz_loadu_epi32(lane_mask(n - i), pooled + i);
     const __m512i v1 = _mm512_maskz_loadu_epi32(lane_mask(n - i - 16), pooled + i + 16);
     if (e.general)
-      store_32(y + i, requantize_512<true>(v0, s, lo, hi, z), requantize_512<true>(v1, s, lo, hi, z), n - i);
+      store_32(y + i, requantize_general_512(v0, e, j, false), requantize_general_512(v1, e, j, false), n - i);
     else
-      store_32(y + i, requantize_512<false>(v0, s, lo, hi, z), requantize_512<false>(v1, s, lo, hi, z), n - i);
+      store_32(y + i, requantize_512(v0, s, lo, hi, z), requantize_512(v1, s, lo, hi, z), n - i);
   }
 }
 

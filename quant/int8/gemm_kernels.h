@@ -56,18 +56,24 @@ struct Epilogue {
   Kind kind = Kind::i32;
   alignas(64) int32_t bias[kBlock] = {};
   alignas(64) int32_t mult[kBlock] = {};
-  alignas(64) int32_t left[kBlock] = {};   // max(shift, 0)
-  alignas(64) int32_t right[kBlock] = {};  // max(-shift, 0)
-  alignas(64) int32_t rmask[kBlock] = {};  // 2^right - 1: rounding_divide_by_pot's remainder mask
-  alignas(64) int32_t rhalf[kBlock] = {};  // rmask >> 1: its threshold before the sign correction
+  alignas(64) int32_t shift[kBlock] = {};
+  // The vector output stage (requantize_value's single rounding, see gemm_avx512.cpp), per
+  // channel, split into the even and odd channels' 64-bit lanes: the right shift
+  // t = 31 - shift, the addend 2^62 + 2^(t-1) - 1 (the 2^62 keeps the sum positive, so a
+  // logical shift is an arithmetic one), and low32(2^(62-t)), which takes the 2^62 back off.
+  alignas(64) int64_t t_even[kBlock / 2] = {}, t_odd[kBlock / 2] = {};
+  alignas(64) int64_t add_even[kBlock / 2] = {}, add_odd[kBlock / 2] = {};
+  alignas(64) int32_t offset[kBlock] = {};
   int32_t zero_point = 0, act_min = -128, act_max = 127;
   int32_t lo = 0, hi = 0;  // act_min - zero_point, act_max - zero_point: clamp, then add z (no overflow)
-  // Whether the vector kernels need the rare steps: a left shift (a multiplier >= 1), the
-  // INT32_MIN * INT32_MIN saturation of SRDHM, or a bias that could saturate acc + bias
-  // (|acc| <= 128 * 127 * k). Real layers need none of them.
+  // Whether some channel needs what only the scalar output stage does: a multiplier >= 1
+  // (its product can leave int32) or a bias that could saturate acc + bias (|acc| <= 128 * 127
+  // * k). Real layers never do; the vector kernels then run requantize() element by element.
   bool general = true;
 
-  FixedPointMultiplier multiplier(int64_t j) const { return {mult[j], left[j] - right[j]}; }
+  FixedPointMultiplier multiplier(int64_t j) const { return {mult[j], shift[j]}; }
+  int64_t t(int64_t j) const { return (j % 2 ? t_odd : t_even)[j / 2]; }
+  int64_t add(int64_t j) const { return (j % 2 ? add_odd : add_even)[j / 2]; }
   int8_t requantize(int32_t acc, int64_t j) const {
     return requantize_value(acc, bias[j], multiplier(j), zero_point, act_min, act_max);
   }

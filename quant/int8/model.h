@@ -6,7 +6,7 @@
 //   input      q = input_lut[c][pixel]: the image normalization and the input FakeQuant
 //              folded into one table per channel, so the engine starts from integers
 //   conv2d / linear   acc = sum (q_x - z_in) * q_w + bias (int32, exact), then
-//              q_y = clamp(z_out + mbqm(acc, M[c]), act_min, act_max), M[c] = s_in s_w[c] / s_out
+//              q_y = clamp(z_out + R(acc, M[c]), act_min, act_max), M[c] = s_in s_w[c] / s_out
 //              (quant/int8/requant.h); act_min / act_max carry the fused ReLU / ReLU6 and the
 //              activation grid's own range; the last such layer may have no output grid:
 //              it is the logits layer, whose int32 acc is dequantized

@@ -47,7 +47,7 @@ Tensor conv2d_maxpool_s8(const Tensor& x, int32_t in_zero_point, const PackedWei
 // half the kernel, as max_pool2d).
 Tensor maxpool2d_s8(const Tensor& x, const Pool2dParams& p);
 // x: (B, C, H, W) int8 on (s_in, z_in) -> (B, C, OH, OW) int8 on (s_out, z_out):
-//     q_y = clamp(z_out + mbqm(sum_window (q_x - z_in), m), act_min, act_max),
+//     q_y = clamp(z_out + R(sum_window (q_x - z_in), m), act_min, act_max),
 //     m = quantize_multiplier(s_in / (s_out * KH * KW)); [act_min, act_max] is the output
 // grid's range ([-8, 7] at 4 bits). Padding cells are real 0 and count in the divisor
 // (avg_pool2d's count_include_pad).

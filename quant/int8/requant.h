@@ -8,20 +8,21 @@
 //     q_y = clamp(z_out + round(M[c] * acc[c]), act_min, act_max),   M[c] = s_in * s_w[c] / s_out
 //
 // (gemmlowp doc/quantization.md, "the final scaling"). The real M is stored as an int32
-// multiplier m in [2^30, 2^31) and a shift e with M ~= m * 2^(e - 31), and applied as
-// TFLite's MultiplyByQuantizedMultiplier (tensorflow/lite/kernels/internal/common.h):
+// multiplier m in [2^30, 2^31) and a shift e with M ~= m * 2^(e - 31) (TFLite's
+// QuantizeMultiplier), and applied with ONE rounding of the exact product:
 //
-//     saturating_rounding_doubling_high_mul(x * 2^max(e, 0), m)   = round(x * m / 2^31)
-//     then rounding_divide_by_pot(., max(-e, 0))                  = round(. / 2^-e)
+//     round_half_even(x * m / 2^(31 - e))        (x * m exact in int64: |x * m| < 2^62)
 //
-// with the rounding of gemmlowp's fixedpoint/fixedpoint.h, reproduced bit for bit:
-//   - saturating_rounding_doubling_high_mul rounds to nearest with ties toward +infinity
-//     (it matches ARM's vqrdmulh: (2ab + 2^31) >> 32); the one overflow, INT32_MIN * INT32_MIN,
-//     saturates to INT32_MAX;
-//   - rounding_divide_by_pot rounds to nearest with ties away from zero.
-// Two roundings in a row, so the result is within 1 of round(x * M) (not always equal).
+// This is TFLite's single-rounding variant of MultiplyByQuantizedMultiplier
+// (TFLITE_SINGLE_ROUNDING), with ties to even instead of up, so the engine rounds where
+// fake-quant (round_half_even(y / s_out)) and ONNX's QuantizeLinear round: it differs from
+// round_half_even(x * M) only through m's 31 bits (|m 2^(e-31) - M| <= 2^-31 M). gemmlowp's
+// default, a rounding doubling high multiply followed by a rounding shift, rounds twice and
+// is off by one on about 1 % of a 4-bit layer's outputs (crayon's int8 format before
+// version 3 did that).
 // The act_min / act_max clamp is the fused activation: [z_out, 127] is ReLU, [z_out,
 // z_out + round(6 / s_out)] ReLU6, [-128, 127] plain int8 saturation.
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -33,7 +34,7 @@ struct PackedWeights;
 
 struct FixedPointMultiplier {
   int32_t multiplier = 0;  // in [2^30, 2^31), or 0 for a multiplier flushed to zero
-  int shift = 0;           // > 0: left shift, < 0: right shift (TFLite's convention)
+  int shift = 0;           // in [-31, 31]: M = multiplier * 2^(shift - 31) (TFLite's convention)
 };
 
 // TFLite's QuantizeMultiplier: frexp(real) = q * 2^shift with q in [0.5, 1), multiplier =
@@ -45,37 +46,21 @@ FixedPointMultiplier quantize_multiplier(double real);
 // multiplier * 2^(shift - 31), the real a FixedPointMultiplier stands for.
 double multiplier_value(FixedPointMultiplier m);
 
-// gemmlowp fixedpoint.h SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties up.
-inline int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b) {
-  if (a == b && a == std::numeric_limits<int32_t>::min()) return std::numeric_limits<int32_t>::max();
-  const int64_t ab = int64_t(a) * int64_t(b);
-  const int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-  return int32_t((ab + nudge) / (int64_t(1) << 31));  // division truncates toward zero
-}
-
-// gemmlowp fixedpoint.h RoundingDivideByPOT: round(x / 2^exponent), ties away from zero,
-// exponent in [0, 31].
-inline int32_t rounding_divide_by_pot(int32_t x, int exponent) {
-  const int32_t mask = int32_t((int64_t(1) << exponent) - 1);
-  const int32_t remainder = x & mask;
-  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-  return (x >> exponent) + (remainder > threshold ? 1 : 0);
-}
-
-// TFLite MultiplyByQuantizedMultiplier: round(x * M) as described above. For M >= 1 TFLite's
-// left shift x * 2^shift overflows (undefined) once |x * 2^shift| >= 2^31; here it saturates
-// to int32 instead, which keeps it defined (not accurate; real layers have M < 1) and is
-// identical to TFLite wherever TFLite's is defined.
+// round_half_even(x * m.multiplier / 2^(31 - m.shift)), saturated to int32 (only a multiplier
+// >= 1, which real layers never have, can leave int32).
 inline int32_t multiply_by_quantized_multiplier(int32_t x, FixedPointMultiplier m) {
-  const int left = m.shift > 0 ? m.shift : 0, right = m.shift > 0 ? 0 : -m.shift;
-  int64_t shifted = int64_t(x) * (int64_t(1) << left);
-  shifted = shifted > std::numeric_limits<int32_t>::max() ? std::numeric_limits<int32_t>::max()
-          : shifted < std::numeric_limits<int32_t>::min() ? std::numeric_limits<int32_t>::min()
-                                                          : shifted;
-  return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(int32_t(shifted), m.multiplier), right);
+  const int total = 31 - m.shift;  // in [0, 62]: shift in [-31, 31]
+  const int64_t p = int64_t(x) * int64_t(m.multiplier);
+  int64_t r = p;
+  if (total > 0) {
+    const int64_t half = int64_t(1) << (total - 1);
+    r = (p + (half - 1) + ((p >> total) & 1)) >> total;  // ties to even; >> of a negative is floor in C++20
+  }
+  return int32_t(std::clamp<int64_t>(r, std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
 }
 
-// One element of requantize() below: clamp(z_out + mbqm(sat32(acc + bias), m), act_min, act_max).
+// One element of requantize() below: clamp(z_out + R(sat32(acc + bias), m), act_min, act_max), R =
+// multiply_by_quantized_multiplier.
 inline int8_t requantize_value(int32_t acc, int32_t bias, FixedPointMultiplier m, int32_t zero_point,
                                int32_t act_min, int32_t act_max) {
   const int64_t sum = int64_t(acc) + int64_t(bias);
@@ -99,7 +84,7 @@ OutputStage make_output_stage(double s_in, std::span<const float> s_w, double s_
 
 // acc: (rows, n) int32 -> out: (rows, n) int8, or (n, rows) when transpose (a convolution's
 // pixels x channels back to NCHW):
-//     out = clamp(zero_point + mbqm(acc[i][j] + bias[j], multiplier[j]), act_min, act_max).
+//     out = clamp(zero_point + R(acc[i][j] + bias[j], multiplier[j]), act_min, act_max).
 // bias may be null. acc + bias saturates to int32 (it never comes near for real layers).
 // ld_out is out's row stride (0: contiguous, i.e. n, or rows when transposed), so a chunk
 // of pixels can land in its columns of a whole image.

@@ -336,10 +336,14 @@ void write_onnx_qdq(const Int8Model& model, const OnnxMetadata& given, const std
       }
       case Int8Layer::Op::avgpool2d: {
         const Pool2dParams& q = l.pool;
-        onnx::NodeProto* n = g.node("AveragePool", prefix, {dequantized(x, prefix, l.in_scale, l.in_zero_point)});
+        // On the codes themselves (scale 1): the window sums are exact in float, so an exact tie
+        // (common when s_out = s_in) stays a tie and rounds to even as in the engine; in real
+        // units float round-off would break it either way. The ratio s_out / s_in keeps the result.
+        onnx::NodeProto* n = g.node("AveragePool", prefix, {dequantized(x, prefix, 1.f, l.in_zero_point)});
         window_attrs(n, q.kernel_h, q.kernel_w, q.stride_h, q.stride_w, q.pad_h, q.pad_w);
         Graph::integer(n, "count_include_pad", 1);
-        x = quantized(n->output(0), prefix, l.out_scale, l.out_zero_point, l.act_min, l.act_max);
+        x = quantized(n->output(0), prefix, float(double(l.out_scale) / double(l.in_scale)), l.out_zero_point,
+                      l.act_min, l.act_max);
         scale = l.out_scale;
         zero_point = l.out_zero_point;
         shape = windowed(shape, shape.at(1), q.kernel_h, q.kernel_w, q.stride_h, q.stride_w, q.pad_h, q.pad_w,

@@ -28,7 +28,7 @@ def load_idx_images(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-# --- gemmlowp / TFLite fixed point, on int64 arrays holding int32 values -------------------
+# --- TFLite's fixed-point multiplier, applied with one rounding, on int64 arrays ------------
 
 def quantize_multiplier(real):
     """TFLite QuantizeMultiplier: real = q * 2^shift, q in [0.5, 1), multiplier = round(q * 2^31)."""
@@ -42,31 +42,20 @@ def quantize_multiplier(real):
     return fixed, shift
 
 
-def saturating_rounding_doubling_high_mul(a, b):
-    a = a.astype(np.int64)
-    b = np.broadcast_to(np.asarray(b, dtype=np.int64), a.shape)
-    ab = a * b
-    x = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    q = np.where(x >= 0, x // (1 << 31), -((-x) // (1 << 31)))  # C++ division truncates toward zero
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, q)
-
-
-def rounding_divide_by_pot(x, exponent):
-    exponent = np.broadcast_to(np.asarray(exponent, dtype=np.int64), x.shape)
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
-
-
 def multiply_by_quantized_multiplier(x, multiplier, shift):
-    shift = np.asarray(shift, dtype=np.int64)
-    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
-    x = np.clip(x.astype(np.int64) * (np.int64(1) << left), INT32_MIN, INT32_MAX)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
+    """round_half_even(x * multiplier / 2^(31 - shift)): the exact product, rounded once.
 
+    x * multiplier is exact in int64 (|x| < 2^31, multiplier < 2^31); the result saturates to
+    int32 (only a multiplier >= 1 can get there)."""
+    x = np.asarray(x, dtype=np.int64)
+    t = np.broadcast_to(31 - np.asarray(shift, dtype=np.int64), x.shape)
+    p = x * np.asarray(multiplier, dtype=np.int64)
+    q = p >> t  # floor
+    rem = p - (q << t)  # in [0, 2^t)
+    half = np.left_shift(np.int64(1), np.maximum(t - 1, 0))  # t = 0: rem is 0, no rounding
+    up = (rem > half) | ((rem == half) & (t > 0) & (q % 2 == 1))
+    return np.clip(q + up, INT32_MIN, INT32_MAX)
 
-# --- layers ------------------------------------------------------------------------------
 
 def pad(x, ph, pw, value):
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
@@ -153,7 +142,7 @@ def run(model, pixels):
 def main():
     model_path, engine_path, mnist_dir = sys.argv[1:4]
     with h5py.File(model_path, "r") as model, h5py.File(engine_path, "r") as engine:
-        assert model.attrs["format"] in ("crayon-int8", b"crayon-int8") and int(model.attrs["format_version"]) in (1, 2)
+        assert model.attrs["format"] in ("crayon-int8", b"crayon-int8") and int(model.attrs["format_version"]) in (1, 2, 3)
         begin, count = int(engine.attrs["begin"]), int(engine.attrs["count"])
         images = load_idx_images(os.path.join(mnist_dir, "t10k-images-idx3-ubyte.gz"))[begin:begin + count]
         raw, logits = run(model, images[:, None, :, :])
