@@ -12,6 +12,7 @@
 #include "data/loader.h"
 #include "quant/int8/file.h"
 #include "quant/int8_export.h"
+#include "quant/qat.h"
 #ifdef CRAYON_HAVE_ONNX
 #include "quant/onnx/onnx_export.h"
 #endif
@@ -47,7 +48,7 @@ void onnx_or_fail(const std::string& model_path, F&& write) {
 
 int cmd_export(int argc, char** argv) {
   std::string model_path, out, format = "crayon-int8";
-  bool quiet = false;
+  bool quiet = false, as_float = false;
   po::options_description opts("crayon export options");
   // clang-format off
   opts.add_options()
@@ -57,6 +58,8 @@ int cmd_export(int argc, char** argv) {
     ("format", po::value(&format)->default_value(format), "crayon-int8 (the integer engine's file) | onnx (opset 13: "
                                                           "QDQ for quantized models, the float graph for float ones)")
     ("out", po::value(&out), "file to write (default model.int8.h5, or model.onnx for --format onnx)")
+    ("float", po::bool_switch(&as_float), "onnx: a quantized checkpoint's weights without its grids, as the float "
+                                          "graph (what crayon eval reports beside the quantized model)")
     ("quiet,q", po::bool_switch(&quiet), "print nothing");
   // clang-format on
   po::variables_map vm;
@@ -64,6 +67,7 @@ int cmd_export(int argc, char** argv) {
     return 0;
   require_one_of(vm, "format", {"crayon-int8", "onnx"});
   require_path(vm, "out");
+  if (as_float && format != "onnx") throw UsageError("--float: needs --format onnx");
   if (out.empty()) out = format == "onnx" ? "model.onnx" : "model.int8.h5";
 #ifndef CRAYON_HAVE_ONNX
   if (format == "onnx")
@@ -73,9 +77,9 @@ int cmd_export(int argc, char** argv) {
 
   std::string what;
   if (is_int8_file(model_path)) {
-    if (format != "onnx")
-      throw std::runtime_error(str(model_path, ": already an int8 file; expected a quantized checkpoint (or use "
-                                   "--format onnx)"));
+    if (format != "onnx" || as_float)
+      throw std::runtime_error(str(model_path, ": an int8 file; expected a checkpoint (an int8 file exports only as "
+                                   "--format onnx, the QDQ graph)"));
 #ifdef CRAYON_HAVE_ONNX
     const Int8Model m = load_int8(model_path);
     onnx_or_fail(model_path, [&] { write_onnx_qdq(m, {m.dataset, {}, m.quantization, model_path}, out); });
@@ -98,7 +102,14 @@ int cmd_export(int argc, char** argv) {
     } else {
 #ifdef CRAYON_HAVE_ONNX
       const OnnxMetadata meta{ck.config.dataset, dataset_stats(ck.config.dataset), ck.config.qat, model_path};
-      if (ck.quantized) {
+      if (ck.quantized && as_float) {
+        OnnxMetadata plain = meta;
+        plain.quantization.clear();  // the graph has no grid
+        onnx_or_fail(model_path, [&] {
+          write_onnx_float(*float_copy(*ck.model, ck.input_shape), ck.input_shape, plain, out);
+        });
+        what = "the float ONNX graph of its weights without the grids";
+      } else if (ck.quantized) {
         const Int8Model m = to_int8(ck, model_path);
         onnx_or_fail(model_path, [&] { write_onnx_qdq(m, meta, out); });
         what = str(m.layers.size(), " int8 layers as a QDQ ONNX model");

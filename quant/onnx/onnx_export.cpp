@@ -37,6 +37,9 @@ class Graph {
   std::string int8s(const std::string& name, const Shape& dims, const int8_t* v) {
     return initializer(name, dims, onnx::TensorProto::INT8, v, 1);
   }
+  std::string uint8s(const std::string& name, const Shape& dims, const uint8_t* v) {
+    return initializer(name, dims, onnx::TensorProto::UINT8, v, 1);
+  }
   std::string int32s(const std::string& name, const Shape& dims, const int32_t* v) {
     return initializer(name, dims, onnx::TensorProto::INT32, v, 4);
   }
@@ -293,13 +296,13 @@ void write_onnx_qdq(const Int8Model& model, const OnnxMetadata& given, const std
       const std::string b = g.scalar(str(name, ".clip_max"), float(double(s) * double(hi - z)));
       v = g.apply("Clip", name, {v, a, b});
     }
-    const int8_t zp = int8_t(z);
-    return g.apply("QuantizeLinear", name, {v, g.scalar(str(name, ".scale"), s), g.int8s(str(name, ".zero_point"), {}, &zp)});
+    const uint8_t zp = uint8_t(z + 128);  // the int8 code + 128 (see the header)
+    return g.apply("QuantizeLinear", name, {v, g.scalar(str(name, ".scale"), s), g.uint8s(str(name, ".zero_point"), {}, &zp)});
   };
   auto dequantized = [&](const std::string& q, const std::string& name, float s, int32_t z) {
-    const int8_t zp = int8_t(z);
+    const uint8_t zp = uint8_t(z + 128);
     return g.apply("DequantizeLinear", name,
-                   {q, g.scalar(str(name, ".in_scale"), s), g.int8s(str(name, ".in_zero_point"), {}, &zp)});
+                   {q, g.scalar(str(name, ".in_scale"), s), g.uint8s(str(name, ".in_zero_point"), {}, &zp)});
   };
 
   // The input grid: the codes the engine's table reaches bound the Clip, so every pixel value

@@ -12,10 +12,12 @@
 //   Flatten / BatchNormalization (inference form, running statistics), dropout left out.
 // - Quantized (write_onnx_qdq, from the Int8Model the integer engine runs, so both share
 //   every code and scale): the QDQ form ONNX Runtime, OpenVINO and TensorRT fuse into integer
-//   kernels. Activations travel as int8 tensors; every conv / linear / avg pool reads them
+//   kernels. Activations travel as uint8 tensors holding the engine's int8 codes + 128 (zero
+//   point + 128 too: the same grid, and the u8 x s8 form ONNX Runtime's x86 CPU kernels fuse;
+//   its int8 x int8 convolution is not fused there); every conv / linear / avg pool reads them
 //   through DequantizeLinear and writes through QuantizeLinear with the layer's grid; weights
 //   are int8 initializers through DequantizeLinear(axis 0) with one scale per output channel,
-//   biases int32 on the scale s_in * s_w; max pool and flatten run on the int8 tensor itself
+//   biases int32 on the scale s_in * s_w; max pool and flatten run on the uint8 tensor itself
 //   (exact, as in the engine). A grid narrower than int8 (sub-8-bit, or ReLU / ReLU6 that the
 //   zero point does not already clip) gets a Clip to its real range before QuantizeLinear.
 //   The logits layer has no output grid: its float output is the graph's.
