@@ -1,6 +1,7 @@
 #include "quant/int8/ops.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -19,6 +20,10 @@ namespace crayon {
 namespace {
 
 constexpr int64_t kScratchBytes = int64_t(1) << 18;  // per thread, for patches and for accumulators
+// A thread of its own only for this much work (multiply-adds, or window elements for the
+// pools): waking one costs more than a small image's whole layer, so lenet5 at batch 1 ran
+// 2-3x slower on two threads than on one.
+constexpr int64_t kMinWorkPerThread = int64_t(1) << 22;
 
 void check_input(const char* who, const Tensor& x, int rank, int32_t in_zero_point) {
   if (x.dtype() != DType::i8 || x.ndim() != rank)
@@ -351,13 +356,15 @@ Tensor conv2d_s8(const Tensor& x, int32_t in_zero_point, const PackedWeights& w,
   const ConvPlan plan(g, w, folded.data(), p, out, in_zero_point);
   const int64_t O = w.n, P = g.OH * g.OW;
   Tensor y = Tensor::empty({g.B, O, g.OH, g.OW}, DType::i8);
-  // Work items: rows_per_item output rows of one image, and at least one item per thread.
+  // Work items: rows_per_item output rows of one image, and at least one item per thread
+  // (when there is kMinWorkPerThread for each).
   int64_t rows = plan.rows_per_item();
   if (g.B < num_threads()) rows = std::min(rows, std::max<int64_t>(1, g.B * g.OH / num_threads()));
   const int64_t per_image = (g.OH + rows - 1) / rows;
+  const int64_t item_macs = std::max<int64_t>(1, rows * g.OW * O * w.k);
   const int8_t* px = x.data_as<int8_t>();
   int8_t* py = y.data_as<int8_t>();
-  parallel_parts(g.B * per_image, [&](int, int64_t begin, int64_t end) {
+  parallel_for(g.B * per_image, [&](int64_t begin, int64_t end) {
     ConvScratch s;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t b = t / per_image, oh0 = (t % per_image) * rows, oh1 = std::min(g.OH, oh0 + rows);
@@ -367,7 +374,7 @@ Tensor conv2d_s8(const Tensor& x, int32_t in_zero_point, const PackedWeights& w,
         for (int64_t oh = oh0; oh < oh1; ++oh)
           copy_short(py + (b * O + o) * P + oh * g.OW, planes + o * ld_plane + (oh - oh0) * plan.row_len, g.OW);
     }
-  });
+  }, std::max<int64_t>(1, kMinWorkPerThread / item_macs));
   return y;
 }
 
@@ -377,8 +384,10 @@ Tensor conv2d_maxpool_s8(const Tensor& x, int32_t in_zero_point, const PackedWei
   const Geom g = conv_geom("conv2d_maxpool_s8", x, in_zero_point, w.shape, p);
   check_stage("conv2d_maxpool_s8", out, w.n);
   const Geom pg = pool_dims("conv2d_maxpool_s8", g.B, w.n, g.OH, g.OW, pool);
-  // Fewer images than threads: the unfused pair splits each image's rows between threads.
-  if (g.B < num_threads()) return maxpool2d_s8(conv2d_s8(x, in_zero_point, w, bias, p, out), pool);
+  // Fewer images than threads, and enough work to share: the unfused pair splits each image's
+  // rows between threads.
+  if (g.B < num_threads() && g.B * g.OH * g.OW * w.n * w.k >= 2 * kMinWorkPerThread)
+    return maxpool2d_s8(conv2d_s8(x, in_zero_point, w, bias, p, out), pool);
   const std::vector<int32_t> folded = fold_input_zero_point(bias, w, in_zero_point);
   const ConvPlan plan(g, w, folded.data(), p, out, in_zero_point);
   const int64_t O = w.n, PP = pg.OH * pg.OW;
@@ -414,7 +423,7 @@ Tensor maxpool2d_s8(const Tensor& x, const Pool2dParams& p) {
   parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
     for (int64_t bc = bc0; bc < bc1; ++bc)
       maxpool_plane(px + bc * g.H * g.W, g.H, g.W, g.W, p, g.OH, g.OW, py + bc * g.OH * g.OW);
-  });
+  }, std::max<int64_t>(1, kMinWorkPerThread / std::max<int64_t>(1, g.OH * g.OW * p.kernel_h * p.kernel_w)));
   return y;
 }
 
@@ -440,7 +449,7 @@ Tensor avgpool2d_s8(const Tensor& x, int32_t in_zero_point, const Pool2dParams& 
           py[(bc * g.OH + oh) * g.OW + ow] = output_value(sum, m, stage);
         }
     }
-  });
+  }, std::max<int64_t>(1, kMinWorkPerThread / std::max<int64_t>(1, g.OH * g.OW * p.kernel_h * p.kernel_w)));
   return y;
 }
 

@@ -1,5 +1,6 @@
 #include "quant/onnx/onnx_summary.h"
 
+#include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 
@@ -97,10 +98,16 @@ Summary summarize_onnx(const std::string& path) {
   for (const auto& o : m.opset_import()) opsets += str(opsets.empty() ? "" : ", ", o.domain().empty() ? "ai.onnx" : o.domain(), " ", o.version());
   s.title = str(path, ": ONNX model, IR version ", m.ir_version(), ", opset ", opsets, ", producer ",
                 m.producer_name().empty() ? "?" : m.producer_name(), " ", m.producer_version());
+  // Shapes only for a model the checker accepts: shape inference trusts the graph's structure.
   try {
-    onnx::shape_inference::InferShapes(m);
+    onnx::checker::check_model(m);
+    try {
+      onnx::shape_inference::InferShapes(m);
+    } catch (const std::exception& e) {
+      s.notes.push_back(str("shape inference failed: ", e.what()));
+    }
   } catch (const std::exception& e) {
-    s.notes.push_back(str("shape inference failed: ", e.what()));
+    s.notes.push_back(str("the ONNX checker rejects it (no shapes): ", e.what()));
   }
   const onnx::GraphProto& g = m.graph();
   std::map<std::string, Shape> shapes;
