@@ -96,9 +96,10 @@ int cmd_export(int argc, char** argv) {
       int64_t weights = 0, float_bytes = 0;
       for (const auto& [name, v] : ck.model->named_parameters()) float_bytes += v.numel() * 4;
       for (const Int8Layer& l : m.layers) weights += l.weight.numel();
+      char ratio[32];
+      std::snprintf(ratio, sizeof ratio, "%.2f", double(std::filesystem::file_size(out)) / double(float_bytes));
       what = str(m.layers.size(), " layers, ", weights, " int8 weights; ", std::filesystem::file_size(out),
-                 " bytes on disk, ", double(std::filesystem::file_size(out)) / double(float_bytes), " x the ",
-                 float_bytes, " bytes of float weights");
+                 " bytes on disk, ", ratio, " x the ", float_bytes, " bytes of float weights");
     } else {
 #ifdef CRAYON_HAVE_ONNX
       const OnnxMetadata meta{ck.config.dataset, dataset_stats(ck.config.dataset), ck.config.qat, model_path};

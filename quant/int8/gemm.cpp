@@ -51,8 +51,8 @@ void fill_epilogue(Epilogue& e, Epilogue::Kind kind, const int32_t* bias, const 
     e.shift[j] = m.shift;
     const int t = 31 - m.shift;  // >= 31 unless the multiplier is >= 1
     const int64_t add = t >= 31 ? (int64_t(1) << 62) + (int64_t(1) << (t - 1)) - 1 : 0;
-    (j % 2 ? e.t_odd : e.t_even)[j / 2] = t;
-    (j % 2 ? e.add_odd : e.add_even)[j / 2] = add;
+    (j % 2 ? e.t_odd[j / 2] : e.t_even[j / 2]) = t;
+    (j % 2 ? e.add_odd[j / 2] : e.add_even[j / 2]) = add;
     e.offset[j] = t >= 31 ? int32_t(uint32_t(uint64_t(1) << (62 - t))) : 0;
     if (t < 31 || std::abs(int64_t(e.bias[j])) > safe_bias)
       e.general = true;

@@ -72,8 +72,8 @@ struct Epilogue {
   bool general = true;
 
   FixedPointMultiplier multiplier(int64_t j) const { return {mult[j], shift[j]}; }
-  int64_t t(int64_t j) const { return (j % 2 ? t_odd : t_even)[j / 2]; }
-  int64_t add(int64_t j) const { return (j % 2 ? add_odd : add_even)[j / 2]; }
+  int64_t t(int64_t j) const { return j % 2 ? t_odd[j / 2] : t_even[j / 2]; }
+  int64_t add(int64_t j) const { return j % 2 ? add_odd[j / 2] : add_even[j / 2]; }
   int8_t requantize(int32_t acc, int64_t j) const {
     return requantize_value(acc, bias[j], multiplier(j), zero_point, act_min, act_max);
   }
