@@ -100,6 +100,14 @@ Shape windowed(const Shape& s, int64_t channels, int kh, int kw, int sh, int sw,
   return {s[0], channels, window_out_size(s[2], kh, sh, ph, what), window_out_size(s[3], kw, sw, pw, what)};
 }
 
+// Flatten(axis 1) of x, (N, C, H, W) -> (N, C*H*W) as `shape` follows.
+std::string flattened(Graph& g, const std::string& name, const std::string& x, Shape& shape) {
+  onnx::NodeProto* n = g.node("Flatten", name, {x});
+  Graph::integer(n, "axis", 1);
+  shape = {shape[0], shape_numel(shape) / shape[0]};
+  return n->output(0);
+}
+
 // x in [0, 1] -> (x - mean[c]) / std[c], per channel; no nodes when there is no normalization.
 std::string normalized(Graph& g, const std::string& x, const ChannelStats& norm, int64_t channels) {
   if (norm.mean.empty() && norm.std.empty()) return x;
@@ -243,12 +251,7 @@ void write_onnx_float(const Sequential& model, const Shape& input_shape, const O
       shape = windowed(shape, shape.at(1), q.kernel_h, q.kernel_w, q.stride_h, q.stride_w, q.pad_h, q.pad_w,
                        where.c_str());
     } else if (as<Flatten>(layer)) {
-      onnx::NodeProto* n = g.node("Flatten", prefix, {x});
-      Graph::integer(n, "axis", 1);
-      x = n->output(0);
-      int64_t features = 1;
-      for (size_t i = 1; i < shape.size(); ++i) features *= shape[i];
-      shape = {shape[0], features};
+      x = flattened(g, prefix, x, shape);
     } else if (const auto* bn = as<BatchNorm>(layer)) {
       const auto buffers = layer->named_buffers();
       auto buffer = [&](const char* which) {
@@ -267,12 +270,7 @@ void write_onnx_float(const Sequential& model, const Shape& input_shape, const O
                                       "avgpool, flatten, bn or dropout; a quantized model exports as QDQ)"));
     }
   }
-  if (shape.size() != 2) {
-    onnx::NodeProto* n = g.node("Flatten", "logits", {x});
-    Graph::integer(n, "axis", 1);
-    x = n->output(0);
-    shape = {shape[0], shape_numel(shape) / shape[0]};
-  }
+  if (shape.size() != 2) x = flattened(g, "logits", x, shape);
   if (x == "input") throw std::invalid_argument("export: the model has no layers");
   name_output(m.mutable_graph(), x);
   finish_and_write(m, input_shape, shape, meta, "float", float_spec(model), path);
@@ -287,8 +285,9 @@ void write_onnx_qdq(const Int8Model& model, const OnnxMetadata& given, const std
   meta.norm.std = model.input_std;
   onnx::ModelProto m;
   Graph g(m.mutable_graph());
-  // Real y -> int8 codes on grid (s, z) clamped to [lo, hi]: a Clip in real units first when
-  // that range is narrower than int8's, which QuantizeLinear saturates to by itself.
+  // Real y -> codes on the grid (s, z) clamped to [lo, hi] (the engine's int8 codes, stored
+  // + 128 as uint8): a Clip in real units first when that range is narrower than int8's,
+  // which QuantizeLinear saturates to by itself.
   auto quantized = [&](const std::string& y, const std::string& name, float s, int32_t z, int32_t lo, int32_t hi) {
     std::string v = y;
     if (lo > -128 || hi < 127) {
@@ -321,13 +320,9 @@ void write_onnx_qdq(const Int8Model& model, const OnnxMetadata& given, const std
     const std::string where = str("export: layer ", i, " (", int8_op_name(l.op), ")");
     if (real_output) throw std::invalid_argument(str(where, ": follows the logits layer"));
     switch (l.op) {
-      case Int8Layer::Op::flatten: {
-        onnx::NodeProto* n = g.node("Flatten", prefix, {x});
-        Graph::integer(n, "axis", 1);
-        x = n->output(0);
-        shape = {shape[0], shape_numel(shape) / shape[0]};
+      case Int8Layer::Op::flatten:
+        x = flattened(g, prefix, x, shape);
         break;
-      }
       case Int8Layer::Op::maxpool2d: {
         const Pool2dParams& q = l.pool;
         onnx::NodeProto* n = g.node("MaxPool", prefix, {x});  // on the int8 codes: exact
@@ -401,12 +396,7 @@ void write_onnx_qdq(const Int8Model& model, const OnnxMetadata& given, const std
     }
   }
   if (!real_output) x = dequantized(x, "logits", scale, zero_point);
-  if (shape.size() != 2) {
-    onnx::NodeProto* n = g.node("Flatten", "logits", {x});
-    Graph::integer(n, "axis", 1);
-    x = n->output(0);
-    shape = {shape[0], shape_numel(shape) / shape[0]};
-  }
+  if (shape.size() != 2) x = flattened(g, "logits", x, shape);
   name_output(m.mutable_graph(), x);
   finish_and_write(m, input_shape, shape, meta, "qdq", model.source_spec, path);
 }
