@@ -82,4 +82,22 @@ void require_path(const po::variables_map& vm, const char* flag) {
     throw UsageError(str("--", flag, ": expected a file path, got ''"));
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t begin = 0;
+  while (true) {
+    const size_t end = s.find(',', begin);
+    out.push_back(s.substr(begin, end - begin));
+    if (end == std::string::npos) return out;
+    begin = end + 1;
+  }
+}
+
+std::vector<int> bit_width_list(const char* flag, const std::string& s) {
+  const std::vector<int> bits = number_list<int>(flag, s);
+  for (int b : bits)
+    if (b < 2 || b > 8) throw UsageError(str("--", flag, ": expected widths in 2..8, got ", b));
+  return bits;
+}
+
 }  // namespace crayon

@@ -4,6 +4,10 @@
 #include <boost/program_options.hpp>
 #include <stdexcept>
 #include <string>
+#include <vector>
+
+#include "core/check.h"
+#include "core/parse.h"
 
 namespace crayon {
 
@@ -30,6 +34,21 @@ void require_one_of(const po::variables_map& vm, const char* flag, std::initiali
 void require_threads(const po::variables_map& vm, const char* flag = "threads");
 // A file path flag, if given, is not empty.
 void require_path(const po::variables_map& vm, const char* flag);
+
+// A list flag's comma-separated items ("8,4,2"), and the same read as numbers.
+std::vector<std::string> split_list(const std::string& s);
+template <typename T>
+std::vector<T> number_list(const char* flag, const std::string& s) {
+  std::vector<T> out;
+  for (const std::string& item : split_list(s)) {
+    T v{};
+    if (!parse_number(item, v)) throw UsageError(str("--", flag, ": expected comma-separated numbers, got '", s, "'"));
+    out.push_back(v);
+  }
+  return out;
+}
+// Bit widths 2..8, as --bits and --sensitivity-bits take them.
+std::vector<int> bit_width_list(const char* flag, const std::string& s);
 
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);

@@ -3,6 +3,9 @@
 // tightness, certified vs kept predictions, exact KL beside 1/2 Var, layer sensitivity, and
 // the description length (model bits two ways, data bits). A float checkpoint is quantized
 // by PTQ with the flags given; a quantized one is analyzed against its own float copy.
+// Layer sensitivity, at the analyzed grid (--sensitivity) or at other bit widths
+// (--sensitivity-bits, each calibrated the same way), is the one costly instrument.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -47,6 +50,14 @@ std::string grid_json(const GridError& g, const std::string& more = "") {
              num(g.error.max_rounding_error), more, "}");
 }
 
+// One grid's layer sensitivity.
+struct SensitivitySet {
+  std::string grid;
+  std::vector<Sensitivity> units;
+};
+
+std::string grid_of(const QatConfig& q) { return str("W", q.weight.bits, "A", q.act.bits); }
+
 struct Description {  // idea 1, in bits
   double prior_bits = 0, entropy_bits = 0, float_data_bits = 0, quantized_data_bits = 0;
   int64_t train_examples = 0;
@@ -55,8 +66,8 @@ struct Description {  // idea 1, in bits
 }  // namespace
 
 int cmd_analyze(int argc, char** argv) {
-  std::string model_path, dataset, data_dir, plot_dir;
-  int64_t calib_batches = 16, batch = 128, limit = 0, train_limit = 0;
+  std::string model_path, dataset, data_dir, plot_dir, sensitivity_bits;
+  int64_t calib_batches = 16, batch = 128, limit = 0, train_limit = 10000;
   int threads = 2;
   bool json = false, sensitivity = false;
   QuantFlags qflags;
@@ -70,9 +81,12 @@ int cmd_analyze(int argc, char** argv) {
     ("dataset", po::value(&dataset), "mnist | fashion-mnist | cifar10 (default: the one it was trained on)")
     ("data-dir", po::value(&data_dir), "folder holding the dataset's files")
     ("limit", po::value(&limit)->default_value(0), "analyze the first N test examples (0: all)")
-    ("train-limit", po::value(&train_limit)->default_value(0), "data bits over the first N training examples (0: all)")
+    ("train-limit", po::value(&train_limit)->default_value(train_limit), "data bits over the first N training examples "
+                                                                         "(0: all)")
     ("sensitivity", po::bool_switch(&sensitivity), "also quantize one unit at a time, and all but one (two more "
                                                    "passes over the test set per layer)")
+    ("sensitivity-bits", po::value(&sensitivity_bits), "layer sensitivity at each of these bit widths, weights and "
+                                                        "activations together (e.g. 8,4,2; float checkpoints)")
     ("threads", po::value(&threads)->default_value(threads), "threads")
     ("json", po::bool_switch(&json), "print one JSON object with every number")
     ("plot", po::value(&plot_dir), "write PNG plots (gnuplot) into this folder");
@@ -86,6 +100,8 @@ int cmd_analyze(int argc, char** argv) {
   for (const char* f : {"limit", "train-limit"}) require_non_negative(vm, f);
   require_threads(vm);
   require_path(vm, "plot");
+  const std::vector<int> other_bits =
+      vm.count("sensitivity-bits") ? bit_width_list("sensitivity-bits", sensitivity_bits) : std::vector<int>{};
   require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
   set_num_threads(threads);
 
@@ -96,6 +112,9 @@ int cmd_analyze(int argc, char** argv) {
     const std::string f = given_quant_flag(vm);
     if (!f.empty())
       throw UsageError(str("--", f, ": ", model_path, " is already quantized (", ck.config.qat, "); its grids are used"));
+    if (!other_bits.empty())
+      throw UsageError(str("--sensitivity-bits: ", model_path, " is already quantized (", ck.config.qat,
+                           "); use --sensitivity for its own grids"));
     q = parse_qat_config(ck.config.qat);
     how = "quantized checkpoint against its float copy";
   } else {
@@ -112,15 +131,19 @@ int cmd_analyze(int argc, char** argv) {
     throw std::runtime_error(str(model_path, ": the model takes ", shape_str(ck.input_shape), " images but '", dataset,
                                  "' has ", shape_str(image)));
   Sequential& model = *ck.model;
+  // PTQ as the flags say: the observers see calib_batches shuffled training batches.
+  const auto calibrate_ptq = [&](Sequential& m, const QatConfig& config) {
+    DataLoader calib(train_all, {.batch_size = batch, .shuffle = true, .seed = uint64_t(ck.config.seed),
+                                 .augment = false, .norm = norm});
+    calibrate(m, calib.images(), calib_batches, config);
+  };
   if (!ck.quantized) {
     try {
       check_batch(ck.size, batch, "--batch-size");
     } catch (const std::invalid_argument& e) {
       throw UsageError(e.what());
     }
-    DataLoader loader(train_all, {.batch_size = batch, .shuffle = true, .seed = uint64_t(ck.config.seed),
-                                  .augment = false, .norm = norm});
-    calibrate(model, loader.images(), calib_batches, q);
+    calibrate_ptq(model, q);
     how = str("PTQ, ", q.observer, " observer on ", std::min(calib_batches * batch, train_all.size()),
               " training images");
   }
@@ -135,6 +158,22 @@ int cmd_analyze(int argc, char** argv) {
     throw std::runtime_error(str(model_path, ": ", e.what()));
   }
 
+  // Layer sensitivity at the analyzed grid, then at each other width asked for: a fresh copy
+  // of the float model calibrated at that width, against the same float logits.
+  std::vector<SensitivitySet> sensitivities;
+  if (sensitivity) sensitivities.push_back({grid_of(q), a.sensitivity});
+  for (int b : other_bits) {
+    QatConfig qb = q;
+    qb.weight.bits = qb.act.bits = b;
+    if (std::any_of(sensitivities.begin(), sensitivities.end(),
+                    [&](const SensitivitySet& s) { return s.grid == grid_of(qb); }))
+      continue;
+    TrainCheckpoint fresh = load_train_checkpoint(model_path);
+    calibrate_ptq(*fresh.model, qb);
+    sensitivities.push_back({grid_of(qb), layer_sensitivity(*fresh.model, ck.input_shape, loader.labelled(),
+                                                            [&] { loader.start_epoch(0); }, a.bound.reference_logits)});
+  }
+
   // Description length (idea 1): the float weights under the prior training assumed and the
   // quantized ones under their own empirical entropy; the training labels under each model.
   Description d;
@@ -146,7 +185,7 @@ int cmd_analyze(int argc, char** argv) {
   d.float_data_bits = evaluate(*reference, train, norm, eval_batch).loss * double(train.size()) / std::log(2.0);
   d.quantized_data_bits = evaluate(model, train, norm, eval_batch).loss * double(train.size()) / std::log(2.0);
 
-  const std::string grid = str("W", q.weight.bits, "A", q.act.bits);
+  const std::string grid = grid_of(q);
   if (!plot_dir.empty()) {
     Plot bound{str(model_path, " ", grid, ": logit change against its certified bound (", a.samples, " test images)"),
                "bound on the largest logit change of the image", "measured largest logit change", true, true, true,
@@ -168,6 +207,18 @@ int cmd_analyze(int argc, char** argv) {
     for (size_t i = 0; i < a.activations.size(); ++i)
       sqnr.series[1].points.emplace_back(double(i), a.activations[i].sqnr_db());
     write_plot(plot_dir, "sqnr", sqnr);
+    if (!sensitivities.empty()) {
+      Plot sens{str(model_path, ": which layer breaks first (", a.samples, " test images)"),
+                "unit quantized alone, the rest float (0: the input, then each conv / linear layer in order)",
+                "accuracy drop (points)", false, false, false, {}};
+      for (const SensitivitySet& set : sensitivities) {
+        PlotSeries line{set.grid, {}, {}, "linespoints"};
+        for (size_t i = 0; i < set.units.size(); ++i)
+          line.points.emplace_back(double(i), 100 * (a.reference_accuracy - set.units[i].only_accuracy));
+        sens.series.push_back(line);
+      }
+      write_plot(plot_dir, "sensitivity", sens);
+    }
   }
 
   if (json) {
@@ -198,12 +249,14 @@ int cmd_analyze(int argc, char** argv) {
                  ", \"median_relative_error\": ", num(b.median_relative_error), "}");
     }
     out += "]}, \"sensitivity\": [";
-    for (size_t i = 0; i < a.sensitivity.size(); ++i) {
-      const Sensitivity& s = a.sensitivity[i];
-      out += str(i ? ", " : "", "{\"unit\": ", json_string(s.name), ", \"only_accuracy\": ", num(s.only_accuracy),
-                 ", \"only_kl\": ", num(s.only_kl), ", \"all_but_accuracy\": ", num(s.all_but_accuracy),
-                 ", \"all_but_kl\": ", num(s.all_but_kl), "}");
-    }
+    bool first = true;
+    for (const SensitivitySet& set : sensitivities)
+      for (const Sensitivity& s : set.units) {
+        out += str(first ? "" : ", ", "{\"grid\": \"", set.grid, "\", \"unit\": ", json_string(s.name),
+                   ", \"only_accuracy\": ", num(s.only_accuracy), ", \"only_kl\": ", num(s.only_kl),
+                   ", \"all_but_accuracy\": ", num(s.all_but_accuracy), ", \"all_but_kl\": ", num(s.all_but_kl), "}");
+        first = false;
+      }
     out += str("], \"description_bits\": {\"prior_model_bits\": ", num(d.prior_bits), ", \"entropy_model_bits\": ",
                num(d.entropy_bits), ", \"float_data_bits\": ", num(d.float_data_bits), ", \"quantized_data_bits\": ",
                num(d.quantized_data_bits), ", \"train_examples\": ", d.train_examples, "}}");
@@ -242,10 +295,10 @@ int cmd_analyze(int argc, char** argv) {
   for (const KlBin& b : a.kl.bins)
     std::printf("  KL in [%.0e, %.0e): %6lld images, median relative error of 1/2 Var %.3g\n", b.lo, b.hi,
                 (long long)b.count, b.median_relative_error);
-  if (!a.sensitivity.empty()) {
-    std::printf("\n%-32s %14s %12s %14s %12s\n", "unit (weights + output grid)", "only it: acc", "KL", "all but: acc",
-                "KL");
-    for (const Sensitivity& s : a.sensitivity)
+  for (const SensitivitySet& set : sensitivities) {
+    std::printf("\n%-32s %14s %12s %14s %12s\n", str(set.grid, " unit (weights + output grid)").c_str(),
+                "only it: acc", "KL", "all but: acc", "KL");
+    for (const Sensitivity& s : set.units)
       std::printf("%-32s %13.2f%% %12.4g %13.2f%% %12.4g\n", s.name.c_str(), s.only_accuracy * 100, s.only_kl,
                   s.all_but_accuracy * 100, s.all_but_kl);
   }

@@ -13,30 +13,8 @@ namespace crayon {
 
 namespace {
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  size_t begin = 0;
-  while (true) {
-    const size_t end = s.find(',', begin);
-    out.push_back(s.substr(begin, end - begin));
-    if (end == std::string::npos) return out;
-    begin = end + 1;
-  }
-}
-
-template <typename T>
-std::vector<T> numbers(const char* flag, const std::string& s) {
-  std::vector<T> out;
-  for (const std::string& item : split(s)) {
-    T v{};
-    if (!parse_number(item, v)) throw UsageError(str("--", flag, ": expected comma-separated numbers, got '", s, "'"));
-    out.push_back(v);
-  }
-  return out;
-}
-
 std::vector<std::string> choices(const char* flag, const std::string& s, std::initializer_list<const char*> allowed) {
-  std::vector<std::string> out = split(s);
+  std::vector<std::string> out = split_list(s);
   for (const std::string& v : out) {
     bool ok = false;
     std::string list;
@@ -99,13 +77,11 @@ int cmd_sweep(int argc, char** argv) {
   require_threads(vm, "jobs");  // a process per job: the same bound as threads
   require_path(vm, "dir");
   require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
-  if (vm.count("models")) o.models = split(models);
+  if (vm.count("models")) o.models = split_list(models);
   if (vm.count("regs")) o.regs = choices("regs", regs, {"none", "l1", "l2"});
-  if (vm.count("l1")) o.l1 = numbers<double>("l1", l1);
-  if (vm.count("l2")) o.l2 = numbers<double>("l2", l2);
-  if (vm.count("bits")) o.bits = numbers<int>("bits", bits);
-  for (int b : o.bits)
-    if (b < 2 || b > 8) throw UsageError(str("--bits: expected widths in 2..8, got ", b));
+  if (vm.count("l1")) o.l1 = number_list<double>("l1", l1);
+  if (vm.count("l2")) o.l2 = number_list<double>("l2", l2);
+  if (vm.count("bits")) o.bits = bit_width_list("bits", bits);
   for (double v : o.l1)
     if (!(v > 0)) throw UsageError(str("--l1: expected positive strengths, got ", v));
   for (double v : o.l2)
@@ -113,7 +89,7 @@ int cmd_sweep(int argc, char** argv) {
   if (vm.count("scopes")) o.scopes = choices("scopes", scopes, {"wa", "w"});
   if (vm.count("methods")) o.methods = choices("methods", methods, {"ptq", "qat"});
   if (vm.count("roundings")) o.roundings = choices("roundings", roundings, {"nearest", "stochastic"});
-  if (vm.count("seeds")) o.seeds = numbers<int64_t>("seeds", seeds);
+  if (vm.count("seeds")) o.seeds = number_list<int64_t>("seeds", seeds);
   if (o.jobs > o.threads) o.threads = o.jobs;  // at least one thread a job
   o.plots = !no_plots;
   run_sweep(o);

@@ -190,38 +190,44 @@ Analysis analyze(Sequential& quantized, const Shape& input_shape, const Labelled
 
   // One pass: the bound (both paths, every sample), activation grid errors, accuracies.
   int64_t ok_ref = 0, ok_q = 0;
+  const GridInput measure_grid = [&](size_t k, const FakeQuant& fq, const Tensor& input) {
+    QuantSpec s = fq.quant_spec();
+    s.rounding = Rounding::nearest_even;
+    if (k == a.activations.size()) a.activations.push_back({});
+    add_into(a.activations[k].error, decompose_error(input, fq.qparams(), s));
+    a.activations[k].signal += sum_squares(input);
+  };
   Tensor images, y;
   while (next_batch(images, y)) {
-    append(a.bound, propagate_bound(quantized, *reference, images));
+    append(a.bound, propagate_bound(quantized, *reference, images, measure_grid));
     const int64_t n = images.size(0), begin = a.samples;
     ok_ref += correct(rows(a.bound.reference_logits, begin, n), y);
     ok_q += correct(rows(a.bound.quantized_logits, begin, n), y);
     a.samples += n;
-    // Each activation grid sees what the quantized path brings it.
-    Variable x(images);
-    size_t k = 0;
-    for (size_t i = 0; i < quantized.size(); ++i) {
-      if (auto* fq = dynamic_cast<FakeQuant*>(&quantized[i])) {
-        QuantSpec s = fq->quant_spec();
-        s.rounding = Rounding::nearest_even;
-        if (k == a.activations.size()) a.activations.push_back({a.bound.points[k].name, {}, 0});
-        add_into(a.activations[k].error, decompose_error(x.value(), fq->qparams(), s));
-        a.activations[k].signal += sum_squares(x.value());
-        ++k;
-      }
-      x = quantized[i].forward(x);
-    }
   }
   if (a.samples == 0) throw std::invalid_argument("analyze: the batch source yielded no batch");
+  for (size_t k = 0; k < a.activations.size(); ++k) a.activations[k].name = a.bound.points[k].name;
   a.reference_accuracy = double(ok_ref) / double(a.samples);
   a.quantized_accuracy = double(ok_q) / double(a.samples);
   for (const BoundPoint& p : a.bound.points) a.tightness.push_back(tightness_of(p));
   a.certified = double(std::count(a.bound.certified.begin(), a.bound.certified.end(), true)) / double(a.samples);
   a.kept = double(std::count(a.bound.kept.begin(), a.bound.kept.end(), true)) / double(a.samples);
   a.kl = kl_summary(prediction_shift(a.bound.reference_logits, a.bound.quantized_logits));
+  if (sensitivity)
+    a.sensitivity = layer_sensitivity(quantized, input_shape, next_batch, restart, a.bound.reference_logits);
+  return a;
+}
 
-  if (!sensitivity) return a;
+std::vector<Sensitivity> layer_sensitivity(Sequential& quantized, const Shape& input_shape,
+                                           const LabelledBatches& next_batch, const std::function<void()>& restart,
+                                           const Tensor& reference_logits) {
+  if (!is_quantized(quantized))
+    throw std::invalid_argument("layer_sensitivity: the model is not prepared for quantization");
+  NoGradGuard ng;
+  quantized.eval();
+  std::shared_ptr<Sequential> reference = float_copy(quantized, input_shape);
   const Units u = units_of(quantized);
+  Tensor images, y;
   auto run = [&](const std::vector<bool>& on, double& accuracy, double& kl) {
     const auto m = mixed(quantized, *reference, u, on);
     restart();
@@ -230,16 +236,19 @@ Analysis analyze(Sequential& quantized, const Shape& input_shape, const Labelled
     while (next_batch(images, y)) {
       const Tensor logits = m->forward(Variable(images)).value();
       const int64_t n = logits.size(0);
+      CRAYON_CHECK(seen + n <= reference_logits.size(0), "layer_sensitivity: the batch source gave more than the ",
+                   reference_logits.size(0), " samples of the reference logits");
       ok += correct(logits, y);
-      const PredictionShift s = prediction_shift(rows(a.bound.reference_logits, seen, n), logits);
+      const PredictionShift s = prediction_shift(rows(reference_logits, seen, n), logits);
       kl_sum += s.mean_kl * double(n);
       seen += n;
     }
-    CRAYON_CHECK(seen == a.samples, "analyze: the batch source gave ", seen, " samples on a second pass, ", a.samples,
-                 " on the first");
+    CRAYON_CHECK(seen == reference_logits.size(0), "layer_sensitivity: the batch source gave ", seen,
+                 " samples, the reference logits have ", reference_logits.size(0));
     accuracy = double(ok) / double(seen);
     kl = kl_sum / double(seen);
   };
+  std::vector<Sensitivity> out;
   for (size_t k = 0; k < u.names.size(); ++k) {
     Sensitivity s{u.names[k]};
     std::vector<bool> only(u.names.size(), false), all_but(u.names.size(), true);
@@ -247,9 +256,9 @@ Analysis analyze(Sequential& quantized, const Shape& input_shape, const Labelled
     all_but[k] = false;
     run(only, s.only_accuracy, s.only_kl);
     run(all_but, s.all_but_accuracy, s.all_but_kl);
-    a.sensitivity.push_back(s);
+    out.push_back(s);
   }
-  return a;
+  return out;
 }
 
 }  // namespace crayon

@@ -87,6 +87,13 @@ using LabelledBatches = std::function<bool(Tensor& images, Tensor& labels)>;
 Analysis analyze(Sequential& quantized, const Shape& input_shape, const LabelledBatches& next_batch,
                  const std::function<void()>& restart, bool sensitivity);
 
+// "Which layer breaks first": each unit quantized alone (the rest float) and each left float
+// (the rest quantized), two passes over the batches per unit; accuracy and mean KL against
+// reference_logits, the float copy's logits on the same batches in the same order.
+std::vector<Sensitivity> layer_sensitivity(Sequential& quantized, const Shape& input_shape,
+                                           const LabelledBatches& next_batch, const std::function<void()>& restart,
+                                           const Tensor& reference_logits);
+
 // The entropy code length of integer values: count x H(empirical distribution), in bits.
 double entropy_bits(const std::vector<int32_t>& values);
 

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/parallel.h"
 #include "core/ops.h"
 #include "nn/activations.h"
 #include "nn/conv2d.h"
@@ -29,11 +30,17 @@ inline float round_up(double v) {
   return double(f) >= v ? f : std::nextafter(f, INFINITY);
 }
 
+// Elementwise passes split over the threads: f(begin, end) on [0, n).
+constexpr int64_t kGrain = 1 << 14;
+void elementwise(int64_t n, const std::function<void(int64_t, int64_t)>& f) { parallel_for(n, f, kGrain); }
+
 Tensor abs_of(const Tensor& t) {
   Tensor out = Tensor::empty(t.shape());
   const float* p = t.data();
   float* o = out.data();
-  for (int64_t i = 0; i < t.numel(); ++i) o[i] = std::fabs(p[i]);
+  elementwise(t.numel(), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) o[i] = std::fabs(p[i]);
+  });
   return out;
 }
 
@@ -42,13 +49,14 @@ Tensor abs_of(const Tensor& t) {
 Tensor bound_sum(std::initializer_list<std::pair<double, const Tensor*>> terms, double inflate) {
   const Tensor& first = *terms.begin()->second;
   Tensor out = Tensor::zeros(first.shape());
-  std::vector<double> acc(size_t(first.numel()), 0.0);
-  for (const auto& [factor, t] : terms) {
-    const float* p = t->data();
-    for (size_t i = 0; i < acc.size(); ++i) acc[i] += factor * double(p[i]);
-  }
   float* o = out.data();
-  for (size_t i = 0; i < acc.size(); ++i) o[i] = round_up(acc[i] * (1.0 + inflate));
+  elementwise(first.numel(), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      double acc = 0;
+      for (const auto& [factor, t] : terms) acc += factor * double(t->data()[i]);
+      o[i] = round_up(acc * (1.0 + inflate));
+    }
+  });
   return out;
 }
 
@@ -72,20 +80,25 @@ void record(BoundPoint& p, const Tensor& a, const Tensor& b, const Tensor& delta
   const float* pa = a.data();
   const float* pb = b.data();
   const float* pd = delta.data();
-  for (int64_t s = 0; s < n; ++s) {
-    double m = 0, d = 0;
-    for (int64_t i = s * per; i < (s + 1) * per; ++i) {
-      m = std::max(m, std::fabs(double(pa[i]) - double(pb[i])));
-      d = std::max(d, double(pd[i]));
+  p.measured.assign(size_t(n), 0.0);
+  p.bound.assign(size_t(n), 0.0);
+  parallel_for(n, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      double m = 0, d = 0;
+      for (int64_t i = s * per; i < (s + 1) * per; ++i) {
+        m = std::max(m, std::fabs(double(pa[i]) - double(pb[i])));
+        d = std::max(d, double(pd[i]));
+      }
+      p.measured[size_t(s)] = m;
+      p.bound[size_t(s)] = d;
     }
-    p.measured.push_back(m);
-    p.bound.push_back(d);
-  }
+  }, std::max<int64_t>(1, kGrain / std::max<int64_t>(per, 1)));
 }
 
 }  // namespace
 
-BoundResult propagate_bound(Sequential& quantized, Sequential& reference, const Tensor& x) {
+BoundResult propagate_bound(Sequential& quantized, Sequential& reference, const Tensor& x,
+                            const GridInput& on_grid) {
   NoGradGuard ng;
   quantized.eval();
   reference.eval();
@@ -100,14 +113,16 @@ BoundResult propagate_bound(Sequential& quantized, Sequential& reference, const 
     if (auto* fq = dynamic_cast<FakeQuant*>(&q)) {
       // The grid's own error on this sample, added to what arrived.
       const Tensor before = xq;
+      if (on_grid) on_grid(r.points.size(), *fq, before);
       xq = fq->forward(Variable(xq)).value();
       Tensor next = Tensor::empty(delta.shape());
       const float* pb = before.data();
       const float* pq = xq.data();
       const float* pd = delta.data();
       float* pn = next.data();
-      for (int64_t k = 0; k < delta.numel(); ++k)
-        pn[k] = round_up(double(pd[k]) + std::fabs(double(pb[k]) - double(pq[k])));
+      elementwise(delta.numel(), [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) pn[k] = round_up(double(pd[k]) + std::fabs(double(pb[k]) - double(pq[k])));
+      });
       delta = next;
       BoundPoint p{seen_input ? name : "input", {}, {}};
       record(p, xf, xq, delta);
@@ -150,11 +165,15 @@ BoundResult propagate_bound(Sequential& quantized, Sequential& reference, const 
       const float* pD = D.data();
       const float* pb = b.defined() ? b.data() : nullptr;
       float* pn = next.data();
-      for (int64_t k = 0; k < A.numel(); ++k) {
-        const double bias = pb ? std::fabs(double(pb[(k / inner) % O])) : 0.0;
-        pn[k] = round_up(((double(pA[k]) + double(pB[k])) * (1.0 + g) + g * (2.0 * double(pD[k]) + 2.0 * bias)) *
-                         (1.0 + 4.0 * g));
-      }
+      // Rows of `inner` outputs share one output channel (and bias).
+      parallel_for(A.numel() / inner, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const double bias = pb ? std::fabs(double(pb[r % O])) : 0.0;
+          for (int64_t k = r * inner; k < (r + 1) * inner; ++k)
+            pn[k] = round_up(((double(pA[k]) + double(pB[k])) * (1.0 + g) + g * (2.0 * double(pD[k]) + 2.0 * bias)) *
+                             (1.0 + 4.0 * g));
+        }
+      }, std::max<int64_t>(1, kGrain / inner));
       delta = next;
     } else if (dynamic_cast<ReLU*>(&q) || dynamic_cast<ReLU6*>(&q)) {
       // The reference's input lies in [ẑ − δ, ẑ + δ] around the quantized path's ẑ, so its
@@ -166,10 +185,12 @@ BoundResult propagate_bound(Sequential& quantized, Sequential& reference, const 
       const float* pd = delta.data();
       float* pn = next.data();
       auto clamp = [hi](double v) { return std::min<double>(std::max(v, 0.0), hi); };
-      for (int64_t k = 0; k < delta.numel(); ++k) {
-        const double zq = pz[k], d = pd[k], c = clamp(zq);
-        pn[k] = round_up(std::max(clamp(zq + d) - c, c - clamp(zq - d)));
-      }
+      elementwise(delta.numel(), [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) {
+          const double zq = pz[k], d = pd[k], c = clamp(zq);
+          pn[k] = round_up(std::max(clamp(zq + d) - c, c - clamp(zq - d)));
+        }
+      });
       delta = next;
     } else if (dynamic_cast<Dropout*>(&q)) {
       // The identity in eval: delta stays.
@@ -180,10 +201,12 @@ BoundResult propagate_bound(Sequential& quantized, Sequential& reference, const 
       const float* pd = delta.data();
       float* pu = up.data();
       float* pl = down.data();
-      for (int64_t k = 0; k < delta.numel(); ++k) {
-        pu[k] = round_up(double(pz[k]) + double(pd[k]));
-        pl[k] = -round_up(double(pd[k]) - double(pz[k]));  // rounded down
-      }
+      elementwise(delta.numel(), [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) {
+          pu[k] = round_up(double(pz[k]) + double(pd[k]));
+          pl[k] = -round_up(double(pd[k]) - double(pz[k]));  // rounded down
+        }
+      });
       const Tensor hi = max_pool2d(Variable(up), mp->params()).value();
       const Tensor lo = max_pool2d(Variable(down), mp->params()).value();
       Tensor next = Tensor::empty(xq.shape());
@@ -191,10 +214,12 @@ BoundResult propagate_bound(Sequential& quantized, Sequential& reference, const 
       const float* ph = hi.data();
       const float* plo = lo.data();
       float* pn = next.data();
-      for (int64_t k = 0; k < xq.numel(); ++k) {
-        const double m = pm[k];
-        pn[k] = round_up(std::max(double(ph[k]) - m, m - double(plo[k])));
-      }
+      elementwise(xq.numel(), [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) {
+          const double m = pm[k];
+          pn[k] = round_up(std::max(double(ph[k]) - m, m - double(plo[k])));
+        }
+      });
       delta = next;
     } else if (auto* ap = dynamic_cast<AvgPool2d*>(&q)) {
       const Pool2dParams& p = ap->params();

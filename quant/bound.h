@@ -22,11 +22,13 @@
 //
 // Certified: the reference model's top-1 class t cannot change when, for every k ≠ t,
 //     z_t − z_k > δ_t + δ_k     (ẑ_t ≥ z_t − δ_t and ẑ_k ≤ z_k + δ_k).
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
 #include "nn/sequential.h"
+#include "quant/fake_quant_module.h"
 
 namespace crayon {
 
@@ -49,7 +51,11 @@ struct BoundResult {
 // reference: the same model without its grids (float_copy), so its layers line up with the
 // quantized model's once the FakeQuant modules are skipped. x: (B, C, H, W) network input.
 // Both run in eval mode. Throws std::invalid_argument for a layer it has no rule for.
-BoundResult propagate_bound(Sequential& quantized, Sequential& reference, const Tensor& x);
+// on_grid, if given, sees what each activation grid receives on the quantized path (the k-th
+// grid, its module, its input), so a caller measuring the grids needs no second pass.
+using GridInput = std::function<void(size_t k, const FakeQuant& grid, const Tensor& input)>;
+BoundResult propagate_bound(Sequential& quantized, Sequential& reference, const Tensor& x,
+                            const GridInput& on_grid = {});
 
 // Appends b's samples to a (same points, same classes); a empty takes b.
 void append(BoundResult& a, const BoundResult& b);

@@ -224,7 +224,8 @@ TEST_CASE("analyze: a float checkpoint by PTQ and a quantized one, as text, JSON
                            "only it: acc", "description length (bits)"})
     CHECK(text.find(want) != std::string::npos);
   // JSON: every instrument, readable by Python's json module; the numbers hold together.
-  REQUIRE(cli("analyze --json --model " + run.out + " --weight-bits 3 --act-bits 3 --plot " + (dir / "plots") + data) == 0);
+  REQUIRE(cli("analyze --json --model " + run.out + " --weight-bits 3 --act-bits 3 --sensitivity-bits 8,2 --plot " +
+              (dir / "plots") + data) == 0);
   const std::string py = dir / "check.py";
   std::ofstream(py) << "import json, sys\n"
                        "a = json.load(open(sys.argv[1]))\n"
@@ -233,11 +234,17 @@ TEST_CASE("analyze: a float checkpoint by PTQ and a quantized one, as text, JSON
                        "assert 0 <= a['certified'] <= a['kept'] <= 1\n"
                        "assert all(b['mean_measured'] <= b['mean_bound'] for b in a['bound'])\n"
                        "assert a['kl']['mean'] > 0 and a['description_bits']['train_examples'] == 500\n"
+                       "# layer sensitivity at 8 and 2 bits (not at the analyzed W3A3): 4 units each\n"
+                       "s = a['sensitivity']\n"
+                       "assert [x['grid'] for x in s] == ['W8A8'] * 4 + ['W2A2'] * 4, s\n"
+                       "drop = {g: max(a['float_accuracy'] - x['only_accuracy'] for x in s if x['grid'] == g)\n"
+                       "        for g in ('W8A8', 'W2A2')}\n"
+                       "assert drop['W8A8'] < 0.02 and drop['W2A2'] > drop['W8A8'], drop\n"
                        "print('ok')\n";
   const std::string out = dir / "py.txt";
   CHECK(std::system(("/usr/bin/python3 " + py + " " + cli.out + " > " + out + " 2>&1").c_str()) == 0);
   CHECK(slurp(out) == "ok\n");
-  for (const char* png : {"bound.png", "kl.png", "sqnr.png"}) {
+  for (const char* png : {"bound.png", "kl.png", "sqnr.png", "sensitivity.png"}) {
     CAPTURE(png);
     const std::string bytes = slurp(dir / ("plots/" + std::string(png)));
     CHECK(bytes.size() > 1000);
@@ -250,6 +257,10 @@ TEST_CASE("analyze: a float checkpoint by PTQ and a quantized one, as text, JSON
   CHECK(cli.output().find("quantized checkpoint against its float copy") != std::string::npos);
   CHECK(cli("analyze --model " + (dir / "q.h5") + " --weight-bits 4" + data) == 2);
   CHECK(cli.first_error_line().find("--weight-bits: ") != std::string::npos);
+  CHECK(cli("analyze --model " + (dir / "q.h5") + " --sensitivity-bits 4" + data) == 2);
+  CHECK(cli.first_error_line().find("--sensitivity-bits: ") != std::string::npos);
+  CHECK(cli("analyze --model " + run.out + " --sensitivity-bits 8,9" + data) == 2);
+  CHECK(cli.first_error_line().find("--sensitivity-bits: expected widths in 2..8, got 9") != std::string::npos);
 }
 
 TEST_CASE("plot: a training log, CSV or JSONL, becomes loss and accuracy PNGs, and a broken one is refused by line") {
