@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "core/blas.h"
+#include "core/sgemm.h"
 #include "core/check.h"
 #include "core/parallel.h"
 

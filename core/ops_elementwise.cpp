@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/parallel.h"
 
 namespace crayon {
 
@@ -181,6 +182,9 @@ Variable div(const Variable& a, const Variable& b) {
 // ---------------------------------------------------------------- unary ops
 
 namespace {
+// Elementwise loops split over the threads above this many elements per thread.
+constexpr int64_t kElementwiseGrain = int64_t(1) << 15;
+
 // y = f(x); dx += dy * df(x, y). The derivative sits right below the forward.
 template <typename F, typename DF>
 Variable unary(const Variable& x, const char* name, F f, DF df) {
@@ -188,16 +192,21 @@ Variable unary(const Variable& x, const char* name, F f, DF df) {
   Tensor y = Tensor::empty(xv.shape());
   const float* px = xv.data();
   float* py = y.data();
-  const int64_t n = xv.numel();
-  for (int64_t i = 0; i < n; ++i) py[i] = f(px[i]);
+  parallel_for(xv.numel(), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) py[i] = f(px[i]);
+  }, kElementwiseGrain);
   Tensor yv = y;  // shared handle, for derivatives written in terms of the output
   return make_result(std::move(y), {x}, [df, yv](const Tensor& dy, std::vector<Variable>& in) {
     float beta;
     Tensor& dx = in[0].grad_accumulator(&beta);
     const float *px = in[0].value().data(), *py = yv.data(), *pd = dy.data();
     float* pg = dx.data();
-    const int64_t n = dy.numel();
-    for (int64_t i = 0; i < n; ++i) pg[i] = beta * pg[i] + pd[i] * df(px[i], py[i]);
+    parallel_for(dy.numel(), [&](int64_t b, int64_t e) {
+      if (beta == 0.f)  // the first gradient to arrive: nothing to add to
+        for (int64_t i = b; i < e; ++i) pg[i] = pd[i] * df(px[i], py[i]);
+      else
+        for (int64_t i = b; i < e; ++i) pg[i] += pd[i] * df(px[i], py[i]);
+    }, kElementwiseGrain);
   }, name);
 }
 }  // namespace
@@ -235,11 +244,11 @@ Variable clamp(const Variable& x, float lo, float hi) {
 }
 Variable relu(const Variable& x) {
   return unary(x, "relu", [](float v) { return v > 0.f ? v : 0.f; },
-               [](float v, float) { return v > 0.f ? 1.f : 0.f; });
+               [](float v, float) { return float(v > 0.f); });
 }
 Variable relu6(const Variable& x) {
   return unary(x, "relu6", [](float v) { return std::min(std::max(v, 0.f), 6.f); },
-               [](float v, float) { return (v > 0.f && v < 6.f) ? 1.f : 0.f; });
+               [](float v, float) { return float(v > 0.f) * float(v < 6.f); });
 }
 Variable sigmoid(const Variable& x) {
   // Written so that exp never overflows: for v < 0, e^v / (1 + e^v).

@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-#include "core/blas.h"
+#include "core/sgemm.h"
 #include "core/check.h"
 
 namespace crayon {
