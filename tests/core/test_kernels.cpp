@@ -21,6 +21,7 @@
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "core/reference.h"
+#include "core/rng.h"
 #include "tests/support/threads.h"
 #include "tests/support/tensors.h"
 
@@ -197,6 +198,38 @@ TEST_CASE("threads: 1 and 2 threads give conv2d and matmul results equal within 
   for (size_t i = 0; i < two.size(); ++i) {
     CAPTURE(i);
     CHECK(bitwise_equal(two[i], two_again[i]));
+  }
+}
+
+TEST_CASE("max_pool2d: the 2x2 stride-2 fast path matches a plain loop, ties to the first maximum") {
+  // Values from {0, 1, 2} so most windows hold ties; odd sizes leave a last row / column out.
+  Rng rng(77);
+  for (const auto& [H, W] : {std::pair<int64_t, int64_t>{7, 9}, {8, 8}, {2, 3}, {28, 28}}) {
+    const int64_t B = 2, C = 3, OH = H / 2, OW = W / 2;
+    Tensor x = Tensor::empty({B, C, H, W});
+    for (float& v : x.values()) v = float(rng.below(3));
+    const Tensor dy = normal({B, C, OH, OW}, 78);
+    Variable vx(x, true);
+    Variable y = max_pool2d(vx, Pool2dParams{2, 2, 2, 2, 0, 0});
+    y.backward(dy);
+    Tensor want_y = Tensor::zeros({B, C, OH, OW}), want_dx = Tensor::zeros({B, C, H, W});
+    for (int64_t bc = 0; bc < B * C; ++bc)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          int64_t at = (bc * H + 2 * oh) * W + 2 * ow;
+          for (int64_t dh = 0; dh < 2; ++dh)
+            for (int64_t dw = 0; dw < 2; ++dw) {
+              const int64_t i = (bc * H + 2 * oh + dh) * W + 2 * ow + dw;
+              if (x.data()[i] > x.data()[at]) at = i;
+            }
+          const int64_t o = (bc * OH + oh) * OW + ow;
+          want_y.data()[o] = x.data()[at];
+          want_dx.data()[at] += dy.data()[o];
+        }
+    CAPTURE(H);
+    CAPTURE(W);
+    CHECK(bitwise_equal(y.value(), want_y));
+    CHECK(bitwise_equal(vx.grad(), want_dx));
   }
 }
 
