@@ -47,8 +47,8 @@ void save_checkpoint(const std::string& path, const Sequential& model, const Sha
   std::vector<int64_t> rng(4);
   std::memcpy(rng.data(), state.rng_state.data(), sizeof(state.rng_state));
   w.set_attr("/", "rng_state", rng);
-  for (const auto& [key, value] : settings)
-    std::visit([&](const auto& v) { w.set_attr("/", "config." + key, v); }, value);
+  for (const auto& setting : settings)  // not a structured binding: clang 14 cannot capture one
+    std::visit([&](const auto& v) { w.set_attr("/", "config." + setting.first, v); }, setting.second);
   for (const auto& [name, v] : model.named_parameters()) w.write_tensor(model_path(name), v.value());
   for (const auto& [name, t] : model.named_buffers()) w.write_tensor(model_path(name), t);
   if (optimizer)

@@ -51,10 +51,11 @@ int main(int argc, char** argv) {
       return c.run(argc - 1, argv + 1);
     } catch (const crayon::UsageError& e) {
       std::fprintf(stderr, "crayon %s: %s\nusage: crayon %s [options]   ('crayon %s --help' lists them)\n", c.name,
-                   e.what(), c.name, c.name);
+                   crayon::one_line(e.what()).c_str(), c.name, c.name);
       return 2;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "crayon %s: %s\n", c.name, e.what());
+      // One line whatever the message quotes (a file name, a flag's value).
+      std::fprintf(stderr, "crayon %s: %s\n", c.name, crayon::one_line(e.what()).c_str());
       return 1;
     }
   }

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace crayon {
 
@@ -15,6 +16,10 @@ std::string str(const Args&... args) {
   (os << ... << args);
   return os.str();
 }
+
+// text with every control character written as an escape (\n, \t, \r, \xNN), so a message
+// that quotes user input stays on one line whatever the input holds.
+std::string one_line(std::string_view text);
 
 [[noreturn]] void throw_check_failure(const char* cond, const char* file, int line,
                                       const std::string& msg);

@@ -5,7 +5,15 @@
 #include "core/sgemm_kernels.h"
 
 #ifdef CRAYON_SGEMM_X86
+// GCC 12 warns that _mm512_undefined_*() inside its own intrinsics (here _mm512_reduce_add_ps)
+// is uninitialized (GCC bug 105593); the warning belongs to the header.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #define CRAYON_TARGET_AVX512F __attribute__((target("avx512f")))
 
@@ -15,7 +23,7 @@ namespace crayon::sgemm_detail {
 
 namespace {
 
-constexpr int MR = kAvx512Tile.mr, NR = kAvx512Tile.nr;
+constexpr int MR = kAvx512Tile.mr;
 
 template <int R>
 CRAYON_TARGET_AVX512F void tile(int kc, const float* ap, const float* bp, int64_t ldbp, int cols, float alpha, float beta, float* c,

@@ -54,7 +54,7 @@ std::string quote(const std::string& spec, size_t pos) {
 }
 
 [[noreturn]] void fail(const std::string& spec, size_t pos, const std::string& msg) {
-  throw std::invalid_argument(str("model spec, position ", pos + 1, ": ", msg, " in ", quote(spec, pos)));
+  throw std::invalid_argument(one_line(str("model spec, position ", pos + 1, ": ", msg, " in ", quote(spec, pos))));
 }
 
 std::vector<Layer> tokenize(const std::string& s) {
@@ -235,7 +235,8 @@ ModelSize walk(const std::string& spec_or_preset, const Shape& input, Rng& rng, 
       const auto [oh, ow] = window_out(kh, kw, sh, sw, ph, pw, "conv");
       parameters({out, shape[0], kh, kw}, bias ? out : 0, l);
       activation({out, oh, ow}, l.pos, str("'", l.name, "' outputs"));
-      add([&] { return std::make_shared<Conv2d>(shape[0], out, kh, kw, p, bias, rng, init); });
+      const int k_h = kh, k_w = kw;  // clang 14 cannot capture structured bindings
+      add([&] { return std::make_shared<Conv2d>(shape[0], out, k_h, k_w, p, bias, rng, init); });
       shape = {out, oh, ow};
     } else if (l.name == "linear") {
       Args a(spec, l, {"out", "bias"});

@@ -98,10 +98,10 @@ std::string LrSchedule::spec() const {
 
 LrSchedule parse_schedule(const std::string& spec) {
   auto bad = [&](const std::string& why) {
-    return std::invalid_argument(str(
+    return std::invalid_argument(one_line(str(
         "invalid learning-rate schedule \"", spec, "\": ", why,
         " (expected constant, step:EVERY_EPOCHS:GAMMA, cosine, cosine:MIN_LR, optionally "
-        "preceded by warmup:STEPS+, or warmup:STEPS alone)"));
+        "preceded by warmup:STEPS+, or warmup:STEPS alone)")));
   };
   // One schedule without warm-up, e.g. "step:30:0.1".
   auto parse_main = [&](std::string_view s) {

@@ -376,13 +376,13 @@ std::unique_ptr<Observer> make_observer(const std::string& name, const QuantSpec
     const std::string v = name.substr(11);
     double p = 0;
     if (!parse_number(v, p))
-      throw std::invalid_argument(str("observer '", name, "': '", v, "' is not a number"));
+      throw std::invalid_argument(one_line(str("observer '", name, "': '", v, "' is not a number")));
     return std::make_unique<PercentileObserver>(spec, p);
   }
   if (name == "mse") return std::make_unique<MseObserver>(spec);
   if (name == "kl") return std::make_unique<KlObserver>(spec);
-  throw std::invalid_argument(str("unknown observer '", name,
-                                  "' (expected minmax, ema, percentile, percentile:P, mse or kl)"));
+  throw std::invalid_argument(
+      one_line(str("unknown observer '", name, "' (expected minmax, ema, percentile, percentile:P, mse or kl)")));
 }
 
 }  // namespace crayon

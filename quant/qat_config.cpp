@@ -47,7 +47,7 @@ std::string describe(const QatConfig& c) {
 namespace {
 
 [[noreturn]] void bad(const std::string& key, const std::string& value, const char* expected) {
-  throw std::invalid_argument(str("qat option '", key, "': expected ", expected, ", got '", value, "'"));
+  throw std::invalid_argument(one_line(str("qat option '", key, "': expected ", expected, ", got '", value, "'")));
 }
 
 // Digits only (no sign, no spaces), the whole text.
@@ -96,7 +96,7 @@ void set_qat_option(QatConfig& c, const std::string& key_in, const std::string& 
     try {
       make_observer(v, c.act);
     } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(str("qat option '", key_in, "': ", e.what()));
+      throw std::invalid_argument(one_line(str("qat option '", key_in, "': ", e.what())));
     }
     c.observer = v;
   } else if (key == "warmup") {
@@ -106,9 +106,10 @@ void set_qat_option(QatConfig& c, const std::string& key_in, const std::string& 
   } else if (key == "fold_bn") c.fold_bn = bool_value(key_in, v);
   else if (key == "seed") c.seed = unsigned_value(key_in, v, "an integer >= 0");
   else
-    throw std::invalid_argument(str("unknown qat option '", key_in,
-                                    "' (expected weight_bits, act_bits, per_channel, weight_symmetric, weight_narrow, "
-                                    "act_symmetric, rounding, act_rounding, ste, observer, warmup, fold_bn or seed)"));
+    throw std::invalid_argument(
+        one_line(str("unknown qat option '", key_in,
+                     "' (expected weight_bits, act_bits, per_channel, weight_symmetric, weight_narrow, "
+                     "act_symmetric, rounding, act_rounding, ste, observer, warmup, fold_bn or seed)")));
 }
 
 QatConfig parse_qat_config(const std::string& text) {
@@ -118,7 +119,7 @@ QatConfig parse_qat_config(const std::string& text) {
   while (std::getline(ss, item, ',')) {
     const size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0)
-      throw std::invalid_argument(str("qat config '", text, "': expected key=value, got '", item, "'"));
+      throw std::invalid_argument(one_line(str("qat config '", text, "': expected key=value, got '", item, "'")));
     set_qat_option(c, item.substr(0, eq), item.substr(eq + 1));
   }
   validate(c);

@@ -42,7 +42,7 @@ QuantSpec parse_quant_spec(const std::string& text) {
   auto integer = [&](const std::string& v) {
     int n = 0;
     if (!parse_number(v, n))
-      throw std::invalid_argument(str("quant spec '", text, "': '", item, "' needs an integer"));
+      throw std::invalid_argument(one_line(str("quant spec '", text, "': '", item, "' needs an integer")));
     return n;
   };
   while (std::getline(ss, item, ',')) {
@@ -56,9 +56,9 @@ QuantSpec parse_quant_spec(const std::string& text) {
     else if (item == "narrow") spec.narrow_range = true;
     else if (item == "per-tensor") spec.axis = -1;
     else
-      throw std::invalid_argument(str("quant spec '", text, "': unknown item '", item,
-                                      "' (expected bits=N, symmetric, affine, narrow, axis=N, "
-                                      "per-tensor, rounding=NAME)"));
+      throw std::invalid_argument(one_line(str("quant spec '", text, "': unknown item '", item,
+                                               "' (expected bits=N, symmetric, affine, narrow, axis=N, "
+                                               "per-tensor, rounding=NAME)")));
   }
   spec.validate();
   return spec;

@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(g++ cmake make pkg-config libopenblas-dev libhdf5-dev libboost-program-options-dev
           doctest-dev zlib1g-dev libcurl4-openssl-dev gnuplot-nox python3 python3-numpy python3-h5py
-          libonnx-dev libprotobuf-dev python3-onnx)
+          libonnx-dev libprotobuf-dev python3-onnx clang libclang-rt-14-dev)
 # Node.js and npm run ONNX Runtime in the tests; a machine may have them from elsewhere
 # (e.g. NodeSource's nodejs, which bundles npm), so look for the commands, not the packages.
 command -v node > /dev/null 2>&1 || packages+=(nodejs)

@@ -23,7 +23,9 @@
 // (GCC bug 105593, fixed in 12.3); the warning belongs to the header, not to this file.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #define CRAYON_INT8_X86 1

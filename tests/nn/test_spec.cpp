@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "core/check.h"
 #include "core/ops.h"
 #include "nn/spec.h"
 
@@ -71,4 +72,22 @@ TEST_CASE("spec: errors name the position and what was expected") {
   CHECK_SPEC_ERROR("dropout(1.5)", "[0, 1)");
   CHECK_SPEC_ERROR("", "position 1");
   CHECK_SPEC_ERROR("maxpool(2,pad=2)", "at most half the kernel");
+}
+
+TEST_CASE("spec: an error quoting a spec with control characters stays on one line (found by fuzz_spec)") {
+  // tests/fuzz/corpus/fuzz_spec/regression-newline: "o!)\n" once gave a three-line message.
+  for (const std::string& spec : {std::string("o!)\n"), std::string("conv(6,5)-\n-relu"), std::string("linear(\t3\x01)")}) {
+    CAPTURE(spec);
+    try {
+      model_size(spec, {1, 28, 28});
+      FAIL("accepted");
+    } catch (const std::invalid_argument& e) {
+      const std::string m = e.what();
+      CHECK(m.find('\n') == std::string::npos);
+      CHECK(m.find('\t') == std::string::npos);
+      CHECK(m.find("model spec, position ") == 0);
+    }
+  }
+  CHECK(one_line("a\nb\tc\r\x01\x7f") == "a\\nb\\tc\\r\\x01\\x7f");
+  CHECK(one_line("plain ü text") == "plain ü text");
 }

@@ -777,3 +777,19 @@ TEST_CASE("qat: at W2A4 one epoch of QAT fine-tuning beats PTQ of the same float
   CHECK(lead_sum / n >= 5.0);
   CHECK(qat_sum / n >= float_sum / n - 2.0);
 }
+
+TEST_CASE("qat config and observer: errors quoting text with a newline stay on one line (found by fuzz_text)") {
+  // tests/fuzz/corpus/fuzz_text/regression-newline: "\n" once gave a three-line message.
+  auto one_line_error = [](auto&& f) {
+    try {
+      f();
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what()).find('\n') == std::string::npos;
+    }
+    return false;
+  };
+  CHECK(one_line_error([] { parse_qat_config("\n"); }));
+  CHECK(one_line_error([] { parse_qat_config("weight_bits=\n8"); }));
+  CHECK(one_line_error([] { parse_qat_config("observer=kl\n"); }));
+  CHECK(one_line_error([] { make_observer("percentile:\n", QuantSpec{}); }));
+}
