@@ -14,7 +14,9 @@
 
 #include "apps/train_checkpoint.h"
 #include "apps/trainer.h"
+#include "core/check.h"
 #include "core/h5io.h"
+#include "core/rng.h"
 #include "nn/spec.h"
 #include "tests/apps/app_support.h"
 #include "tests/support/tensors.h"
@@ -91,6 +93,87 @@ TEST_CASE("train: the crayon binary killed mid-run resumes to the uninterrupted 
   std::vector<std::string> resume{bin, "train", "--resume", part, "--epochs", "4", "--out", part, "--quiet"};
   REQUIRE(wait_ok(spawn(resume)));
   check_same_weights(dir / "full.h5", part);
+}
+
+TEST_CASE("train: killed with SIGKILL 20 times, half of them while a checkpoint is being written, it still ends bit for bit") {
+  // Each round starts the run (fresh, or resumed from what is on disk) and kills it: on odd
+  // rounds after a random delay, on even rounds the moment a temporary checkpoint file
+  // appears (a write in flight). After every kill the checkpoint on disk, if any, must load.
+  TempDir dir;
+  const std::string bin = CRAYON_BINARY;
+  const std::string data = std::string(CRAYON_SOURCE_DIR) + "/data/mnist";
+  const char* epochs = "40";
+  auto fresh = [&](const std::string& out) {
+    return std::vector<std::string>{bin, "train", "--model", "mlp", "--epochs", epochs, "--train-limit", "1000",
+                                    "--test-limit", "100", "--batch-size", "50", "--data-dir", data, "--out", out,
+                                    "--quiet", "--lr", "0.05", "--threads", "2"};
+  };
+  REQUIRE(wait_ok(spawn(fresh(dir / "full.h5"))));
+  const std::string part = dir / "part.h5";
+  auto writing = [&] {
+    for (auto& e : fs::directory_iterator(dir.path()))
+      if (e.path().filename().string().rfind("part.h5.tmp.", 0) == 0) return true;
+    return false;
+  };
+  Rng rng(2026);
+  int kills = 0, in_write = 0;
+  for (int round = 0; round < 60 && kills < 20; ++round) {
+    const bool resume = fs::exists(part);
+    const pid_t pid = spawn(resume ? std::vector<std::string>{bin, "train", "--resume", part, "--epochs", epochs,
+                                                              "--out", part, "--quiet", "--threads", "2"}
+                                   : fresh(part));
+    bool saw_write = false;
+    if (round % 2 == 0) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (!(saw_write = writing()) && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng.below(400)));
+    }
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFSIGNALED(status)) break;  // it finished first: the run is done
+    ++kills;
+    in_write += saw_write;
+    if (fs::exists(part)) {
+      CAPTURE(round);
+      CHECK_NOTHROW(load_train_checkpoint(part));
+    }
+  }
+  CHECK(kills >= 20);
+  CHECK(in_write >= 5);  // some kills really landed inside a checkpoint write
+  MESSAGE(str(kills, " kills, ", in_write, " of them while a temporary checkpoint file existed"));
+  REQUIRE(fs::exists(part));
+  REQUIRE(wait_ok(spawn({bin, "train", "--resume", part, "--epochs", epochs, "--out", part, "--quiet", "--threads",
+                         "2"})));
+  check_same_weights(dir / "full.h5", part);
+  // The killed writers' temporaries were cleaned up by the runs after them.
+  for (auto& e : fs::directory_iterator(dir.path())) CHECK(e.path().extension() == ".h5");
+}
+
+TEST_CASE("train: the same seed, data and threads give the same bytes, float, QAT and the int8 export") {
+  // Run twice with the same paths (checkpoints record their --init and source files), keeping
+  // the first run's files aside.
+  TempDir dir;
+  const Cli cli(dir);
+  const std::string common = " --train-limit 2000 --test-limit 300 --threads 2 -q --data-dir " +
+                             std::string(CRAYON_SOURCE_DIR) + "/data/mnist";
+  const std::vector<std::string> files{"float.h5", "qat.h5", "m.int8.h5"};
+  fs::create_directories(dir / "first");
+  for (int run = 0; run < 2; ++run) {
+    REQUIRE(cli("train --model lenet5 --epochs 1 --seed 7 --out " + (dir / "float.h5") + common) == 0);
+    REQUIRE(cli("train --qat --weight-bits 4 --act-bits 4 --rounding stochastic --epochs 1 --seed 7 --init " +
+                (dir / "float.h5") + " --out " + (dir / "qat.h5") + common) == 0);
+    REQUIRE(cli("export --model " + (dir / "qat.h5") + " --out " + (dir / "m.int8.h5")) == 0);
+    if (run == 0)
+      for (const std::string& f : files) fs::copy_file(dir / f, dir / ("first/" + f));
+  }
+  for (const std::string& f : files) {
+    CAPTURE(f);
+    const std::string a = slurp(dir / ("first/" + f)), b = slurp(dir / f);
+    CHECK(a.size() > 1000);
+    CHECK(a == b);
+  }
 }
 
 TEST_CASE("train: a diverging loss stops with epoch and step named, and the last checkpoint stays intact") {
