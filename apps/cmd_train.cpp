@@ -48,7 +48,9 @@ int cmd_train(int argc, char** argv) {
     ("out", po::value(&run.out)->default_value(run.out), "checkpoint file (HDF5), rewritten atomically every epoch")
     ("resume", po::value(&run.resume), "continue from this checkpoint; its settings are used")
     ("log", po::value(&run.log), "per-epoch log: FILE.csv or FILE.jsonl")
-    ("quiet,q", po::bool_switch(&run.quiet), "no progress output");
+    ("quiet,q", po::bool_switch(&run.quiet), "no progress output")
+    ("detect-anomaly", po::bool_switch(&run.detect_anomaly), "check every op's output and gradient for NaN/Inf; "
+                                                             "the first names the op, the layer and the step");
   QuantFlags qflags;
   po::options_description qopts("quantization-aware training (fake-quant with the straight-through estimator)");
   qopts.add_options()
@@ -97,7 +99,7 @@ int cmd_train(int argc, char** argv) {
   }
   if (vm.count("resume")) {
     // A resumed run continues the checkpoint's run exactly, so its settings can't change.
-    const std::set<std::string> allowed{"resume", "epochs", "out", "log", "quiet", "threads", "help"};
+    const std::set<std::string> allowed{"resume", "epochs", "out", "log", "quiet", "threads", "detect-anomaly", "help"};
     for (const auto& [name, value] : vm)
       if (!value.defaulted() && !allowed.count(name) && !(name == "nesterov" && !nesterov))
         throw UsageError(str("--", name, ": cannot be changed when resuming (the checkpoint's settings are used)"));

@@ -11,6 +11,7 @@
 #include "apps/evaluate.h"
 #include "apps/progress.h"
 #include "apps/train_checkpoint.h"
+#include "core/anomaly.h"
 #include "core/check.h"
 #include "core/ops.h"
 #include "core/parallel.h"
@@ -141,6 +142,10 @@ Dataset limited(Dataset d, int64_t limit) { return limit > 0 && limit < d.size()
 
 std::vector<EpochRecord> run_training(const TrainRun& run) {
   set_num_threads(run.threads);
+  struct Anomaly {  // on for this run only
+    explicit Anomaly(bool on) { set_detect_anomaly(on); }
+    ~Anomaly() { set_detect_anomaly(false); }
+  } anomaly(run.detect_anomaly);
   TrainConfig cfg = run.config;
   std::shared_ptr<Sequential> model;
   NamedTensors opt_state;
@@ -260,17 +265,26 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
       lr = schedule.lr(float(cfg.lr), {state.step, per_epoch, per_epoch * cfg.epochs});
       opt->set_lr(lr);
       opt->zero_grad();
-      Variable logits = (*model)(Variable(b.images));
-      Variable loss = cross_entropy(logits, b.labels);
+      const std::string stop_note =
+          saved_epoch > 0 ? str("The last checkpoint '", run.out, "' (epoch ", saved_epoch, ") is intact.")
+          : run.resume.empty() ? std::string("No checkpoint was written.")
+                               : str("The checkpoint '", run.resume, "' is untouched.");
+      const std::string where = str("epoch ", epoch + 1, ", step ", state.step + 1, " (batch ", batch_index + 1, " of ",
+                                    per_epoch, ")");
+      Variable logits, loss;
+      try {
+        logits = (*model)(Variable(b.images));
+        loss = cross_entropy(logits, b.labels);
+      } catch (const AnomalyError& e) {
+        throw AnomalyError(str("anomaly at ", where, ", forward: ", e.what(), "; stopped. ", stop_note));
+      }
       const float lv = loss.item();
-      if (!std::isfinite(lv))
-        throw std::runtime_error(str("loss became ", lv, " at epoch ", epoch + 1, ", step ", state.step + 1, " (batch ",
-                                     batch_index + 1, " of ", per_epoch, "); stopped. ",
-                                     saved_epoch > 0 ? str("The last checkpoint '", run.out, "' (epoch ", saved_epoch,
-                                                           ") is intact.")
-                                     : run.resume.empty() ? std::string("No checkpoint was written.")
-                                                          : str("The checkpoint '", run.resume, "' is untouched.")));
-      loss.backward();
+      if (!std::isfinite(lv)) throw std::runtime_error(str("loss became ", lv, " at ", where, "; stopped. ", stop_note));
+      try {
+        loss.backward();
+      } catch (const AnomalyError& e) {
+        throw AnomalyError(str("anomaly at ", where, ", backward: ", e.what(), "; stopped. ", stop_note));
+      }
       if (reg) reg->add_gradient(weights);
       const float gn = clip_grad_norm(params, cfg.clip_grad_norm > 0 ? float(cfg.clip_grad_norm)
                                                                      : std::numeric_limits<float>::infinity());

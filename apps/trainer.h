@@ -18,6 +18,7 @@ struct TrainRun {
   std::string resume;            // continue from this checkpoint
   std::string log;               // per-epoch log: .csv, or .jsonl / .json
   bool quiet = false;
+  bool detect_anomaly = false;  // check every op's output and gradient for NaN / Inf (core/anomaly.h)
   int threads = 2;
   int64_t stop_after = 0;  // return after this many epochs of this call (0: run to the end);
                            // stands in for an interruption in tests

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "core/anomaly.h"
 #include "core/check.h"
 
 namespace crayon {
@@ -15,6 +16,7 @@ struct Variable::Node {
   std::vector<Variable> inputs;
   BackwardFn backward;
   const char* op_name = "leaf";
+  std::string layer;  // anomaly detection only: the layer that ran the op
 
   // Releasing the inputs one by one from here would recurse once per node of the chain
   // behind us (a graph 1e5 ops deep overflows the stack), so nodes this one owns alone
@@ -126,6 +128,7 @@ Variable Variable::detach() const { return Variable(value(), false); }
 
 Variable make_result(Tensor value, std::vector<Variable> inputs, BackwardFn backward,
                      const char* op_name) {
+  if (detect_anomaly()) check_finite(value, op_name, anomaly_label(), "the output");
   Variable out(std::move(value), false);
   if (!g_grad_enabled) return out;
   const bool any = std::any_of(inputs.begin(), inputs.end(),
@@ -135,6 +138,7 @@ Variable make_result(Tensor value, std::vector<Variable> inputs, BackwardFn back
   out.node_->inputs = std::move(inputs);
   out.node_->backward = std::move(backward);
   out.node_->op_name = op_name;
+  if (detect_anomaly()) out.node_->layer = anomaly_label();
   return out;
 }
 
@@ -178,7 +182,13 @@ void Variable::backward(const Tensor& seed, bool retain_graph) {
   add_grad(seed);
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node* n = it->get();
-    if (n->grad.defined()) n->backward(n->grad, n->inputs);
+    if (n->grad.defined()) {
+      n->backward(n->grad, n->inputs);
+      if (detect_anomaly())
+        for (const Variable& in : n->inputs)
+          if (in.node_ && in.node_->requires_grad)
+            check_finite(in.node_->grad, n->op_name, n->layer, "the gradient passed back to an input");
+    }
     n->grad = Tensor();
     if (!retain_graph) {
       n->inputs.clear();

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <string>
 
+#include "core/anomaly.h"
+#include "core/check.h"
+
 namespace crayon {
 
 Sequential::Sequential(std::vector<std::shared_ptr<Module>> layers) {
@@ -21,7 +24,15 @@ void Sequential::insert(size_t i, std::shared_ptr<Module> m) {
 
 Variable Sequential::forward(const Variable& x) {
   Variable h = x;
-  for (auto& [n, m] : children()) h = m->forward(h);
+  for (auto& [n, m] : children()) {
+    if (!detect_anomaly()) {
+      h = m->forward(h);
+      continue;
+    }
+    const std::string label = str("layer ", n, " (", m->spec(), ")");  // what an anomaly names
+    const AnomalyLabel scope(label);
+    h = m->forward(h);
+  }
   return h;
 }
 

@@ -176,6 +176,23 @@ TEST_CASE("train: the same seed, data and threads give the same bytes, float, QA
   }
 }
 
+TEST_CASE("train --detect-anomaly: a blow-up is stopped at the first Inf, naming the step, the op and the layer") {
+  TempDir dir;
+  const Cli cli(dir);
+  const std::string args = "train --model mlp --epochs 1 --lr 1e9 --train-limit 2000 --test-limit 100 -q --data-dir " +
+                           std::string(CRAYON_SOURCE_DIR) + "/data/mnist --out " + (dir / "m.h5");
+  REQUIRE(cli(args + " --detect-anomaly") == 1);
+  const std::string line = cli.first_error_line();
+  INFO(line);
+  CHECK(line.find("crayon train: anomaly at epoch 1, step ") == 0);
+  CHECK(line.find("of op 'matmul' in layer ") != std::string::npos);
+  CHECK(line.find("No checkpoint was written.") != std::string::npos);
+  // Without it the loss check still stops the run, a step later or at the same one.
+  REQUIRE(cli(args) == 1);
+  CHECK(cli.first_error_line().find("crayon train: loss became ") == 0);
+  CHECK(!fs::exists(dir / "m.h5"));
+}
+
 TEST_CASE("train: a diverging loss stops with epoch and step named, and the last checkpoint stays intact") {
   TempDir dir;
   TrainRun good = small_run(dir / "model.h5");

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/anomaly.h"
 #include "core/ops.h"
 #include "tests/support/tensors.h"
 
@@ -239,4 +240,28 @@ TEST_CASE("autograd: backward on a leaf adds the seed to its gradient") {
   x.backward(Tensor::from({2}, {1, 2}));
   x.backward(Tensor::from({2}, {1, 2}));
   CHECK(values_of(x.grad()) == std::vector<float>{2, 4});
+}
+
+TEST_CASE("detect_anomaly: the first non-finite output or gradient names the op and the layer (off: nothing is checked)") {
+  struct Restore {
+    ~Restore() { set_detect_anomaly(false); }
+  } restore;
+  Variable x(Tensor::from({3}, std::vector<float>{4.f, 0.f, 1.f}), true);
+  // Off: sqrt's gradient at 0 is +Inf and nobody complains (PyTorch's default too).
+  sum(sqrt(x)).backward();
+  CHECK(std::isinf(x.grad().data()[1]));
+  set_detect_anomaly(true);
+  x.zero_grad();
+  {
+    const std::string label = "layer 7 (test)";
+    const AnomalyLabel scope(label);
+    Variable y = sum(sqrt(x));
+    CHECK_THROWS_WITH_AS(y.backward(),
+                         "the gradient passed back to an input of op 'sqrt' in layer 7 (test): +Inf at element 1 of "
+                         "shape (3,)",
+                         AnomalyError);
+  }
+  // A forward output: log(0) = -Inf, outside any label.
+  CHECK_THROWS_WITH_AS(log(x), "the output of op 'log': -Inf at element 1 of shape (3,)", AnomalyError);
+  CHECK(anomaly_label().empty());
 }
