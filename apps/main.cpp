@@ -1,6 +1,7 @@
 // crayon: one program, one subcommand per job. Each subcommand lives in cmd_<name>.cpp.
 // Errors from anywhere below end here as one line on stderr and a non-zero exit:
 // 2 for a bad command line, 1 for anything else (bad file, diverged training, ...).
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -36,6 +37,9 @@ void usage(FILE* to) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f) a write should fail with EFBIG, reported as an error
+  // naming the file, not kill the process halfway through a checkpoint.
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     usage(stderr);
     return 2;

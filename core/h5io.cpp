@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -224,8 +225,56 @@ Handle make_plist(hid_t cls) {
 // ---------------------------------------------------------------------------------------
 // Writer
 
+// The memory of an H5Writer's in-memory file, handed to HDF5's core driver through its file
+// image callbacks, so the bytes are still ours when HDF5 closes the file: a closed file is
+// complete (superblock flags cleared, checksums final), unlike H5Fget_file_image's copy of an
+// open one (in HDF5 1.10.8 that copy clears the superblock's status flags without updating
+// its checksum, so the file it gives is unreadable).
+struct FileImage {
+  void* mem = nullptr;
+  size_t size = 0;     // bytes allocated (zero-filled past what HDF5 wrote)
+  std::string closed;  // the whole file once HDF5 has closed it
+
+  static void* grow(void* ptr, size_t size, H5FD_file_image_op_t, void* udata) {
+    FileImage& f = *static_cast<FileImage*>(udata);
+    if (ptr != f.mem) return nullptr;
+    void* p = std::realloc(f.mem, size == 0 ? 1 : size);
+    if (!p) return nullptr;
+    if (size > f.size) std::memset(static_cast<char*>(p) + f.size, 0, size - f.size);
+    f.mem = p;
+    f.size = size;
+    return p;
+  }
+  static void* allocate(size_t size, H5FD_file_image_op_t op, void* udata) { return grow(nullptr, size, op, udata); }
+  static void* copy(void* dest, const void* src, size_t size, H5FD_file_image_op_t, void*) {
+    return std::memcpy(dest, src, size);
+  }
+  static herr_t release(void* ptr, H5FD_file_image_op_t op, void* udata) {
+    FileImage& f = *static_cast<FileImage*>(udata);
+    if (ptr != f.mem) return -1;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE) f.closed.assign(static_cast<const char*>(f.mem), f.size);
+    std::free(f.mem);
+    f.mem = nullptr;
+    f.size = 0;
+    return 0;
+  }
+  static void* share(void* udata) { return udata; }  // property list copies point at the same image
+  static herr_t keep(void*) { return 0; }
+  ~FileImage() { std::free(mem); }
+
+  // The file's length: the end-of-file address in the superblock (version 2 or 3, 8-byte
+  // addresses: signature 8, versions and flags 4, base 8, extension 8, then EOF 8).
+  uint64_t end_of_file() const {
+    if (closed.size() < 36 || closed.compare(0, 8, "\x89HDF\r\n\x1a\n") != 0) return 0;
+    uint64_t eof = 0;
+    for (int i = 7; i >= 0; --i) eof = eof << 8 | uint8_t(closed[size_t(28 + i)]);
+    return eof;
+  }
+};
+
 struct H5Writer::Impl {
   std::string path, tmp;
+  FileImage image;  // before `file`: HDF5 releases its memory when `file` closes
   Handle file;
   bool committed = false;
 
@@ -319,7 +368,18 @@ struct H5Writer::Impl {
 H5Writer::H5Writer(std::string path) : impl_(std::make_unique<Impl>()) {
   silence_hdf5();
   impl_->path = std::move(path);
-  impl_->tmp = temp_path_for(impl_->path);
+  // The file is built in memory (HDF5's core driver, no backing store) and written out whole
+  // by commit(): HDF5 itself never writes to disk, so a full disk or a file-size limit is a
+  // failed write of ours (reported, nothing left behind), not a failed flush inside HDF5,
+  // whose library clean-up at exit then crashes on the file it could not close (HDF5 1.10.8).
+  static std::atomic<uint64_t> counter{0};
+  impl_->tmp = str(impl_->path, ".in-memory.", ::getpid(), ".", counter++);
+  // A folder that is not there fails now, not after the whole file has been built.
+  const std::filesystem::path target(impl_->path);
+  const std::filesystem::path folder = target.has_parent_path() ? target.parent_path() : ".";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(folder, ec))
+    throw std::runtime_error(str(impl_->path, ": cannot create it: '", folder.string(), "' is not a folder"));
   Handle fcpl = make_plist(H5P_FILE_CREATE);
   H5Pset_obj_track_times(fcpl.get(), false);
   H5Pset_attr_phase_change(fcpl.get(), 64, 48);  // the root group's attributes, as for groups below
@@ -328,18 +388,18 @@ H5Writer::H5Writer(std::string path) : impl_(std::make_unique<Impl>()) {
   // corrupt metadata is detected rather than parsed. h5py and any HDF5 >= 1.8 read it.
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_LATEST);
   H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG);
+  H5Pset_fapl_core(fapl.get(), size_t(1) << 20, false);
+  H5FD_file_image_callbacks_t callbacks{FileImage::allocate, FileImage::copy, FileImage::grow, FileImage::release,
+                                        FileImage::share, FileImage::keep, &impl_->image};
+  if (H5Pset_file_image_callbacks(fapl.get(), &callbacks) < 0)
+    throw std::runtime_error(str(impl_->path, ": cannot set up the file in memory (HDF5: ", hdf5_reason(), ")"));
   impl_->file =
       Handle(H5Fcreate(impl_->tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
   if (!impl_->file.valid())
-    throw std::runtime_error(str(impl_->path, ": cannot create the temporary file ", impl_->tmp,
-                                 " (HDF5: ", hdf5_reason(), ")"));
+    throw std::runtime_error(str(impl_->path, ": cannot create the file in memory (HDF5: ", hdf5_reason(), ")"));
 }
 
-H5Writer::~H5Writer() {
-  if (!impl_ || impl_->committed) return;
-  impl_->file.reset();
-  ::unlink(impl_->tmp.c_str());
-}
+H5Writer::~H5Writer() = default;  // an uncommitted file only ever lived in memory
 
 H5Writer::H5Writer(H5Writer&&) noexcept = default;
 H5Writer& H5Writer::operator=(H5Writer&& o) noexcept {
@@ -448,9 +508,14 @@ void H5Writer::commit() {
   Impl& m = *impl_;
   m.check_open();
   if (m.file.reset() < 0)
-    throw std::runtime_error(str(m.path, ": cannot close ", m.tmp, " (HDF5: ", hdf5_reason(), ")"));
-  commit_file(m.tmp, m.path);  // after a crash, `path` holds the old file or the whole new one
+    throw std::runtime_error(str(m.path, ": cannot finish the file in memory (HDF5: ", hdf5_reason(), ")"));
   m.committed = true;
+  const uint64_t eof = m.image.end_of_file();
+  if (eof == 0 || eof > m.image.closed.size())
+    throw std::runtime_error(str(m.path, ": the file HDF5 built in memory has no valid superblock"));
+  m.image.closed.resize(size_t(eof));
+  write_file_atomic(m.path, m.image.closed);  // after a crash, `path` holds the old file or the whole new one
+  m.image.closed = std::string();
 }
 
 // ---------------------------------------------------------------------------------------

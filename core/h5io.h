@@ -6,10 +6,11 @@
 // Names are paths from the root group: "fc1/weight" and "/fc1/weight" are the same
 // dataset; "/" is the root group itself (for attributes).
 //
-//   H5Writer w("run/ckpt.h5");            // writes run/ckpt.h5.tmp.<pid>.<n>
+//   H5Writer w("run/ckpt.h5");            // builds the file in memory
 //   w.write_tensor("fc1/weight", weight);  // creates the group fc1
 //   w.set_attr("/", "epoch", 3);
-//   w.commit();                            // fsync, rename onto run/ckpt.h5, fsync the dir
+//   w.commit();                            // writes run/ckpt.h5.tmp.<pid>.<n>, fsync, rename onto
+//                                          // run/ckpt.h5, fsync the dir
 //
 //   H5Reader r("run/ckpt.h5");
 //   Tensor w1 = r.read_tensor("fc1/weight", DType::f32, {128, 784});
@@ -27,13 +28,16 @@
 
 namespace crayon {
 
-// Writes a new file atomically: everything goes to a temporary file in the same directory,
-// and only commit() renames it onto `path`. A writer destroyed without commit() (an
-// exception mid-way, a NaN in the weights) removes its temporary file and leaves whatever
-// was at `path` untouched, so the last good checkpoint survives. A writer killed outright
-// (SIGKILL) leaves its `path`.tmp.<pid>.<n> behind; the next H5Writer of the same `path`
-// removes every such file whose process no longer exists (best effort, never throws), and
-// nothing else: not a live process's, not another name's, not a directory.
+// Writes a new file atomically: HDF5 builds it in memory, and only commit() writes it to a
+// temporary file in the same directory and renames that onto `path` (core/atomic_file.h). A
+// writer destroyed without commit() (an exception mid-way, a NaN in the weights) has written
+// nothing and leaves whatever was at `path` untouched, so the last good checkpoint survives;
+// so does a commit() that fails (a full disk, a file-size limit): one error naming `path`, no
+// temporary left. A writer killed outright during commit() (SIGKILL) leaves its
+// `path`.tmp.<pid>.<n> behind; the next writer of the same `path` removes every such file whose
+// process no longer exists (best effort, never throws), and nothing else: not a live
+// process's, not another name's, not a directory. A folder that does not exist is refused
+// when the writer is made.
 class H5Writer {
  public:
   explicit H5Writer(std::string path);
@@ -62,7 +66,8 @@ class H5Writer {
   void set_attr(const std::string& object, const std::string& key,
                 const std::vector<double>& values);
 
-  // Close the file, fsync it, rename() it onto `path`, fsync the directory.
+  // Close the file in memory, write it to a temporary beside `path`, fsync, rename() it onto
+  // `path`, fsync the directory.
   void commit();
 
   const std::string& path() const;

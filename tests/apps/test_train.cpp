@@ -193,6 +193,40 @@ TEST_CASE("train --detect-anomaly: a blow-up is stopped at the first Inf, naming
   CHECK(!fs::exists(dir / "m.h5"));
 }
 
+TEST_CASE("train: a full disk, an unwritable or missing folder: one line naming it, exit 1, the checkpoint untouched") {
+  TempDir dir;
+  const Cli cli(dir);
+  const std::string data = " --data-dir " + std::string(CRAYON_SOURCE_DIR) + "/data/mnist";
+  const std::string ck = dir / "ck.h5";
+  REQUIRE(cli("train --model mlp --epochs 1 --train-limit 1000 --test-limit 100 -q --out " + ck + data) == 0);
+  const std::string before = slurp(ck);
+  REQUIRE(before.size() > 100000);
+  auto untouched = [&] {
+    CHECK(slurp(ck) == before);
+    for (auto& e : fs::directory_iterator(dir.path()))  // no temporary left beside it
+      CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);
+  };
+  // A full disk: a 64 KiB file-size limit (ulimit -f counts 1 KiB blocks in bash, 512 B in sh),
+  // resuming in place, so the failing write is the one replacing ck.h5.
+  const std::string err = dir / "err.txt";
+  const int status = std::system(("ulimit -f 64; " + std::string(CRAYON_BINARY) + " train --resume " + ck +
+                                  " --epochs 2 --out " + ck + " -q 2> " + err).c_str());
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  std::string line;
+  std::getline(std::ifstream(err) >> std::ws, line);
+  INFO(line);
+  CHECK(line.find("crayon train: " + ck) == 0);
+  untouched();
+  // An output folder that cannot exist (its parent is a file), and a missing data folder.
+  CHECK(cli("train --resume " + ck + " --epochs 2 --out " + ck + "/sub/x.h5 -q") == 1);
+  CHECK(cli.first_error_line().find(ck + "/sub/x.h5") != std::string::npos);
+  untouched();
+  CHECK(cli("train --model mlp --epochs 1 -q --out " + ck + " --data-dir " + (dir / "no-such-folder")) == 1);
+  CHECK(cli.first_error_line().find(dir / "no-such-folder") != std::string::npos);
+  untouched();
+}
+
 TEST_CASE("train: a diverging loss stops with epoch and step named, and the last checkpoint stays intact") {
   TempDir dir;
   TrainRun good = small_run(dir / "model.h5");

@@ -322,7 +322,7 @@ TEST_CASE("h5io: the same content gives byte-identical files") {
   CHECK(read_bytes(tmp / "a.h5") == read_bytes(tmp / "b.h5"));
 }
 
-TEST_CASE("h5io: an uncommitted writer leaves the old file untouched and no temporary file") {
+TEST_CASE("h5io: an uncommitted writer leaves the old file untouched and writes nothing") {
   TempDir tmp;
   const std::string path = write_one(tmp, "ckpt.h5", "w", f32_tensor({4, 4}, 1));
   const std::string before = read_bytes(path);
@@ -330,7 +330,7 @@ TEST_CASE("h5io: an uncommitted writer leaves the old file untouched and no temp
     H5Writer w(path);
     w.write_tensor("w", f32_tensor({4, 4}, 2));
     w.set_attr("/", "epoch", 2);
-    CHECK(files_in(tmp).size() == 2);  // the temporary file sits next to the target
+    CHECK(files_in(tmp).size() == 1);  // the new file is built in memory: nothing on disk yet
   }
   CHECK(files_in(tmp) == std::vector<std::string>{"ckpt.h5"});
   CHECK(read_bytes(path) == before);
