@@ -533,6 +533,17 @@ struct H5Reader::Impl {
   [[noreturn]] void fail_hdf5(const std::string& object, const std::string& expected) const {
     fail(object, expected, str("an HDF5 error: ", hdf5_reason()));
   }
+  // crayon writes text attributes (specs, settings, names) without control characters; a
+  // file that has one is refused here, so no error quoting such text downstream can break
+  // across lines or carry terminal escapes.
+  std::string text(const std::string& where, std::string s) const {
+    for (size_t i = 0; i < s.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(s[i]);
+      if (c < 0x20 || c == 0x7f)
+        fail(where, "text without control characters", str("byte ", i, " = ", one_line(std::string(1, s[i]))));
+    }
+    return s;
+  }
 
   // Reserve `bytes` of the reader's budget before allocating them.
   void charge(const std::string& object, uint64_t bytes) {
@@ -834,7 +845,7 @@ std::string H5Reader::attr_string(const std::string& object, const std::string& 
     if (len > kMaxStringBytes)
       m.fail(a.where, str("a string of at most ", kMaxStringBytes, " bytes"), str(len, " bytes"));
     m.charge(a.where, len);
-    return std::string(p ? p : "", len);
+    return m.text(a.where, std::string(p ? p : "", len));
   }
   const size_t size = H5Tget_size(a.type.get());
   if (size > kMaxStringBytes)
@@ -845,7 +856,7 @@ std::string H5Reader::attr_string(const std::string& object, const std::string& 
     m.fail_hdf5(a.where, "a readable string");
   s.resize(std::strlen(s.c_str()));  // null-terminated or null-padded
   if (H5Tget_strpad(a.type.get()) == H5T_STR_SPACEPAD) s.erase(s.find_last_not_of(' ') + 1);
-  return s;
+  return m.text(a.where, std::move(s));
 }
 
 int64_t H5Reader::attr_int(const std::string& object, const std::string& key) {

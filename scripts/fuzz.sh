@@ -30,7 +30,7 @@ cmake --build build-fuzz -j"$(nproc)" > /dev/null
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS=suppressions=$PWD/.ci/lsan.supp
-targets=(fuzz_idx fuzz_cifar fuzz_tar fuzz_md5 fuzz_spec fuzz_text fuzz_checkpoint)
+targets=(fuzz_idx fuzz_cifar fuzz_tar fuzz_md5 fuzz_spec fuzz_text fuzz_checkpoint fuzz_int8)
 cd build-fuzz
 for t in "${targets[@]}"; do
   [ -n "$only" ] && [ "$only" != "$t" ] && continue

@@ -792,3 +792,22 @@ TEST_CASE("h5io: attributes of another type, count or size are refused") {
   expect_error([&] { r.attr_string("/", "huge"); }, path,
                {"'huge': expected a string of at most 1048576 bytes, found 2097153 bytes"});
 }
+
+TEST_CASE("h5io: a text attribute holding a control character is refused, naming it (found by fuzz_int8)") {
+  // tests/fuzz/corpus/fuzz_int8/regression-control-char-in-op: an op name with a newline was
+  // quoted raw in the loader's error, which then spanned two lines.
+  TempDir tmp;
+  const std::string path = tmp / "t.h5";
+  {
+    H5Writer w(path);
+    w.set_attr("/", "fine", "conv(6,5)-relu ü");
+    w.set_attr("/", "bad", "conv\n(6,5)");
+    w.set_attr("/", "tab", "a\tb");
+    w.commit();
+  }
+  H5Reader r(path);
+  CHECK(r.attr_string("/", "fine") == "conv(6,5)-relu ü");
+  expect_error([&] { r.attr_string("/", "bad"); }, path,
+               {"attribute 'bad'", "expected text without control characters, found byte 4 = \\n"});
+  expect_error([&] { r.attr_string("/", "tab"); }, path, {"byte 1 = \\t"});
+}
