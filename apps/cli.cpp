@@ -65,7 +65,7 @@ void require_one_of(const po::variables_map& vm, const char* flag, std::initiali
     if (v == a) return;
     list += list.empty() ? a : str(", ", a);
   }
-  throw UsageError(one_line(str("--", flag, ": expected one of ", list, ", got '", v, "'")));
+  throw UsageError(str("--", flag, ": expected one of ", list, ", got '", v, "'"));
 }
 
 void require_threads(const po::variables_map& vm, const char* flag) {

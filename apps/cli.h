@@ -13,8 +13,9 @@ namespace crayon {
 
 namespace po = boost::program_options;
 
+// Its message is made one line (core/check.h one_line): it often quotes what the user typed.
 struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit UsageError(const std::string& message) : std::runtime_error(one_line(message)) {}
 };
 
 // A real-valued flag whose --help shows its default as the shortest text that reads back

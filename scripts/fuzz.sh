@@ -2,7 +2,8 @@
 # Build the libFuzzer targets (tests/fuzz, clang + ASan + UBSan) and run each for a bounded
 # time, starting from the committed seed corpus (tests/fuzz/corpus/TARGET: real files, the
 # test suite's broken fixtures, and every input that once found a bug). Fails on the first
-# crash, leak, timeout or sanitizer report, leaving the input as build-fuzz/crash-*.
+# crash, leak, timeout or sanitizer report, leaving the input as build-fuzz/crash-* (or
+# timeout-*, leak-*, oom-*).
 #   scripts/fuzz.sh                  20 s per target (what .ci/run runs)
 #   scripts/fuzz.sh --seconds N      N s per target
 #   scripts/fuzz.sh --minutes N      N min per target (before a release)
@@ -30,15 +31,17 @@ cmake --build build-fuzz -j"$(nproc)" > /dev/null
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS=suppressions=$PWD/.ci/lsan.supp
-targets=(fuzz_idx fuzz_cifar fuzz_tar fuzz_md5 fuzz_spec fuzz_text fuzz_checkpoint fuzz_int8)
+targets=(fuzz_idx fuzz_cifar fuzz_tar fuzz_md5 fuzz_spec fuzz_text fuzz_checkpoint fuzz_int8 fuzz_cli)
 cd build-fuzz
 for t in "${targets[@]}"; do
   [ -n "$only" ] && [ "$only" != "$t" ] && continue
-  work="corpus/$t"
+  # Absolute paths: a target may change its working folder (fuzz_cli does).
+  work="$PWD/corpus/$t"
+  src="$(cd .. && pwd)/tests/fuzz"
   mkdir -p "$work"
-  args=("$work")
-  [ -d "../tests/fuzz/corpus/$t" ] && args+=("../tests/fuzz/corpus/$t")
-  [ -f "../tests/fuzz/$t.dict" ] && args+=(-dict="../tests/fuzz/$t.dict")
+  args=("$work" -artifact_prefix="$PWD/")
+  [ -d "$src/corpus/$t" ] && args+=("$src/corpus/$t")
+  [ -f "$src/$t.dict" ] && args+=(-dict="$src/$t.dict")
   # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: one taking over 2 GB is a
   # bomb; -max_len 64 KiB keeps the inputs in the size the readers' checks are about.
   if ! "tests/fuzz/$t" "${args[@]}" \

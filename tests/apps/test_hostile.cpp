@@ -5,10 +5,13 @@
 // line naming the file (or the flag) and what was expected, before anything big is allocated.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <limits>
 #include <string>
 
+#include "apps/cli.h"
 #include "apps/train_checkpoint.h"
 #include "apps/evaluate.h"
 #include "apps/trainer.h"
@@ -291,4 +294,17 @@ TEST_CASE("cli: sweep's --jobs is bounded like --threads (a process each), and b
   CHECK(cli.first_error_line().find("--regs: expected some of none, l1, l2, got 'l3'") != std::string::npos);
   CHECK(cli("sweep --l2 0.001,x --dir " + (dir / "s")) == 2);
   CHECK_FALSE(fs::exists(dir / "s"));
+}
+
+TEST_CASE("cli: a flag or value with a newline in it still gives a one-line error (found by fuzz_cli)") {
+  // tests/fuzz/corpus/fuzz_cli/regression-newline-in-option: Boost's message quoted the
+  // option as typed, newline and all.
+  CHECK(std::string(UsageError("unrecognised option '--a\nb'").what()) == "unrecognised option '--a\\nb'");
+  TempDir dir;
+  const Cli cli(dir);
+  CHECK(cli("train \"$(printf -- '--mo\\ndel')\" lenet5") == 2);
+  const std::string err = slurp(dir / "stderr.txt");
+  INFO(err);
+  CHECK(std::count(err.begin(), err.end(), '\n') == 2);  // the error and the usage line
+  CHECK(err.find("crayon train: unrecognised option '--mo\\ndel'") == 0);
 }
