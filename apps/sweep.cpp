@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include "apps/plot.h"
 #include "apps/train_checkpoint.h"
 #include "apps/trainer.h"
+#include "core/atomic_file.h"
 #include "core/check.h"
 #include "core/parallel.h"
 #include "data/dataset.h"
@@ -376,6 +378,126 @@ void write_plots(const SweepOptions& o, const std::vector<Row>& rows) {
   write_plot(dir, "certified", cert);
 }
 
+// Spearman's rank correlation of (x, y): Pearson's on the ranks (ties get their mean rank).
+double spearman(const std::vector<double>& x, const std::vector<double>& y) {
+  auto ranks = [](const std::vector<double>& v) {
+    std::vector<size_t> order(v.size());
+    for (size_t i = 0; i < v.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+    std::vector<double> r(v.size());
+    for (size_t i = 0; i < order.size();) {
+      size_t j = i;
+      while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]]) ++j;
+      for (size_t k = i; k <= j; ++k) r[order[k]] = 0.5 * double(i + j);
+      i = j + 1;
+    }
+    return r;
+  };
+  const std::vector<double> rx = ranks(x), ry = ranks(y);
+  const double mx = mean_std(rx).first, my = mean_std(ry).first;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < rx.size(); ++i) {
+    sxy += (rx[i] - mx) * (ry[i] - my);
+    sxx += (rx[i] - mx) * (rx[i] - mx);
+    syy += (ry[i] - my) * (ry[i] - my);
+  }
+  return sxx > 0 && syy > 0 ? sxy / std::sqrt(sxx * syy) : 0.0;
+}
+
+// DIR/tables.md: the sweep's numbers as Markdown tables, mean +- standard deviation over seeds.
+void write_tables(const SweepOptions& o, const std::vector<Row>& rows) {
+  auto num = [](const Row& r, const char* c) { return std::stod(r.at(c)); };
+  auto reg_of = [](const Row& r) { return r.at("reg") == "none" ? std::string("none") : r.at("reg") + " " + r.at("lambda"); };
+  auto pm = [](const std::vector<double>& v, int digits) {  // one value alone has no spread to show
+    const auto [m, sd] = mean_std(v);
+    char b[64];
+    if (v.size() > 1) std::snprintf(b, sizeof b, "%.*f ± %.*f", digits, m, digits, sd);
+    else std::snprintf(b, sizeof b, "%.*f", digits, m);
+    return std::string(b);
+  };
+  std::string md = str("# Sweep results\n\n", rows.size(), " cells from `", o.dir,
+                       "/results.jsonl`; each entry is the mean ± standard deviation over seeds. Written by `crayon sweep`.\n");
+  std::set<int> all_bits;
+  for (const Row& r : rows) all_bits.insert(std::stoi(r.at("bits")));
+  // 1. The accuracy drop, per model, method, scope and rounding: regularizer x bits.
+  std::map<std::string, std::map<std::string, std::map<int, std::vector<double>>>> drops;
+  for (const Row& r : rows)
+    drops[str(r.at("model"), ", ", r.at("method") == "ptq" ? "PTQ" : "QAT fine-tune", ", ",
+              r.at("scope") == "wa" ? "weights and activations" : "weights only (activations 8-bit)",
+              r.at("method") == "qat" ? ", " + r.at("rounding") + " rounding" : "")][reg_of(r)][std::stoi(r.at("bits"))]
+        .push_back(100 * num(r, "drop"));
+  md += "\n## Accuracy drop (points, float − quantized)\n";
+  for (const auto& [panel, by_reg] : drops) {
+    md += str("\n### ", panel, "\n\n| regularizer |");
+    for (auto it = all_bits.rbegin(); it != all_bits.rend(); ++it) md += str(" ", *it, " bits |");
+    md += "\n|---|";
+    for (size_t i = 0; i < all_bits.size(); ++i) md += "---|";
+    md += "\n";
+    for (const auto& [reg, by_bits] : by_reg) {
+      md += str("| ", reg, " |");
+      for (auto it = all_bits.rbegin(); it != all_bits.rend(); ++it)
+        md += by_bits.count(*it) ? str(" ", pm(by_bits.at(*it), 2), " |") : std::string(" |");
+      md += "\n";
+    }
+  }
+  // 2. The float models: accuracy and the weight statistics idea 4 is about (PTQ rows hold
+  // the float weights themselves).
+  std::map<std::string, std::map<std::string, std::vector<const Row*>>> floats;
+  for (const Row& r : rows)
+    if (r.at("method") == "ptq" && r.at("scope") == o.scopes.front() && std::stoi(r.at("bits")) == *all_bits.rbegin())
+      floats[r.at("model")][reg_of(r)].push_back(&r);
+  md += "\n## The float models\n\n| model | regularizer | float accuracy (%) | ‖w‖₁ | ‖w‖₂ | max \\|w\\| | kurtosis |\n"
+        "|---|---|---|---|---|---|---|\n";
+  for (const auto& [model, by_reg] : floats)
+    for (const auto& [reg, rs] : by_reg) {
+      std::vector<double> acc, l1, l2, mx, ku;
+      for (const Row* r : rs) {
+        acc.push_back(100 * num(*r, "float_accuracy"));
+        l1.push_back(num(*r, "w_l1")), l2.push_back(num(*r, "w_l2")), mx.push_back(num(*r, "w_max"));
+        ku.push_back(num(*r, "w_kurtosis"));
+      }
+      md += str("| ", model, " | ", reg, " | ", pm(acc, 2), " | ", pm(l1, 0), " | ", pm(l2, 2), " | ", pm(mx, 3), " | ",
+                pm(ku, 1), " |\n");
+    }
+  // 3. The certified bound and the certified fraction, per model, method and bits (weights
+  // and activations).
+  std::map<std::string, std::map<int, std::vector<const Row*>>> bounds;
+  for (const Row& r : rows)
+    if (r.at("scope") == "wa") bounds[r.at("model") + " " + r.at("method")][std::stoi(r.at("bits"))].push_back(&r);
+  md += "\n## The error bound at the logits (weights and activations quantized; over regularizers and seeds)\n\n"
+        "| model, method | bits | mean "
+        "bound | mean measured | measured / bound | certified (%) | kept (%) |\n|---|---|---|---|---|---|---|\n";
+  for (const auto& [label, by_bits] : bounds)
+    for (auto it = by_bits.rbegin(); it != by_bits.rend(); ++it) {
+      std::vector<double> b, m, ratio, c, k;
+      for (const Row* r : it->second) {
+        b.push_back(num(*r, "mean_bound")), m.push_back(num(*r, "mean_logit_change"));
+        ratio.push_back(num(*r, "mean_bound") > 0 ? num(*r, "mean_logit_change") / num(*r, "mean_bound") : 0.0);
+        c.push_back(100 * num(*r, "certified")), k.push_back(100 * num(*r, "kept"));
+      }
+      md += str("| ", label, " | ", it->first, " | ", pm(b, 3), " | ", pm(m, 4), " | ", pm(ratio, 4), " | ", pm(c, 2),
+                " | ", pm(k, 2), " |\n");
+    }
+  // 4. What predicts the drop: rank correlation over the cells of each model and method.
+  std::map<std::string, std::vector<const Row*>> groups;
+  for (const Row& r : rows) groups[r.at("model") + " " + r.at("method")].push_back(&r);
+  md += "\n## What predicts the drop (Spearman rank correlation with the accuracy drop, over cells)\n\n"
+        "| model, method | cells | mean bound | mean measured logit change | exact KL | ½ Var | entropy bits |\n"
+        "|---|---|---|---|---|---|---|\n";
+  for (const auto& [label, rs] : groups) {
+    std::vector<double> drop, b, m, kl, kla, eb;
+    for (const Row* r : rs) {
+      drop.push_back(num(*r, "drop")), b.push_back(num(*r, "mean_bound")), m.push_back(num(*r, "mean_logit_change"));
+      kl.push_back(num(*r, "kl")), kla.push_back(num(*r, "kl_approx")), eb.push_back(num(*r, "entropy_bits"));
+    }
+    char line[256];
+    std::snprintf(line, sizeof line, "| %s | %zu | %.3f | %.3f | %.3f | %.3f | %.3f |\n", label.c_str(), rs.size(),
+                  spearman(b, drop), spearman(m, drop), spearman(kl, drop), spearman(kla, drop), spearman(eb, drop));
+    md += line;
+  }
+  write_file_atomic((fs::path(o.dir) / "tables.md").string(), md);
+}
+
 }  // namespace
 
 SweepOptions quick_sweep(SweepOptions o) {
@@ -468,7 +590,9 @@ int64_t run_sweep(const SweepOptions& o) {
                   r.at("quantized_accuracy").c_str(), std::stod(r.at("seconds")));
     std::fflush(stdout);
   });
-  if (o.plots) write_plots(o, read_rows(jsonl));
+  const std::vector<Row> finished = read_rows(jsonl);
+  if (o.plots) write_plots(o, finished);
+  write_tables(o, finished);
   return int64_t(todo.size());
 }
 

@@ -61,6 +61,26 @@ TEST_CASE("sweep --quick: rows and plots, killed and restarted without recomputi
     CAPTURE(png);
     CHECK(slurp(whole + "/plots/" + png).compare(1, 3, "PNG") == 0);
   }
+  // The tables: every section, one drop row per regularizer and panel, drops that are the
+  // rows' own (the 2-bit PTQ drop of the unregularized model, from results.jsonl).
+  const std::string tables = slurp(whole + "/tables.md");
+  for (const char* want_text : {"## Accuracy drop", "### mlp, PTQ, weights and activations", "## The float models",
+                                "## The error bound at the logits", "## What predicts the drop", "| none |",
+                                "| l2 0.001 |"})
+    CHECK(tables.find(want_text) != std::string::npos);
+  int checked = 0;
+  for (const auto& [key, line] : want)
+    if (key.find("reg=none") != std::string::npos && key.find("bits=2 ") != std::string::npos &&
+        key.find("method=ptq") != std::string::npos) {
+      const size_t at = line.find("\"drop\": ");
+      REQUIRE(at != std::string::npos);
+      char drop[32];
+      std::snprintf(drop, sizeof drop, " %.2f |", 100 * std::stod(line.substr(at + 8)));
+      CAPTURE(drop);
+      CHECK(tables.find(drop) != std::string::npos);
+      ++checked;
+    }
+  CHECK(checked == 1);
   // Killed once a few cells are in, then restarted: the finished cells are kept as they are.
   const pid_t pid = spawn(sweep(cut, 1, 1), dir / "cut.log");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
