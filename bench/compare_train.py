@@ -3,10 +3,10 @@
 
 For each model, alternates crayon and PyTorch runs (RUNS each) on the same work: one epoch
 of the 60000 MNIST training images, batch 128, SGD lr 0.01 momentum 0.9, 2 threads.
-PyTorch runs in two configurations: as installed (its Linear layers on OpenBLAS with
-OpenBLAS's default thread count) and with OPENBLAS_NUM_THREADS=1 for the PyTorch process
-(so OpenBLAS and PyTorch's own OpenMP pool don't fight over the 2 cores). Prints medians
-and ratios as a Markdown table.
+PyTorch runs in the configurations of TORCH_CONFIGS below (OpenBLAS's default thread count
+or one OpenBLAS thread, so OpenBLAS and PyTorch's own OpenMP pool don't fight over the 2
+cores; OMP_WAIT_POLICY as the caller's or PASSIVE). Prints medians and ratios as a Markdown
+table.
 
 With --qat, each round runs five one-epoch trainings in turn: crayon float, crayon QAT
 (`crayon train --qat`: W8A8, per-channel weights, activation observers watching the first
@@ -18,10 +18,13 @@ after the same 200 steps (--torch-qat-warmup). Without --limit every epoch is a 
 in a real first QAT epoch. The table gives the medians (images/s), crayon's QAT / float
 time per epoch (the bar: <= 1.15x) and crayon QAT / PyTorch's best QAT throughput.
 
-The caller's environment reaches every run. On a shared machine set OMP_WAIT_POLICY=PASSIVE:
-PyTorch's libgomp threads otherwise spin at each barrier and, when another job holds a core,
-PyTorch at 2 threads becomes 3-10x slower (mlp: ~3,000 instead of ~50,000 img/s). crayon
-does not use OpenMP and is unaffected.
+The caller's environment reaches every run. PyTorch's float runs are tried in four
+configurations each round: as installed, OPENBLAS_NUM_THREADS=1, OMP_WAIT_POLICY=PASSIVE (its
+libgomp threads otherwise spin at each barrier and, when another job holds a core, PyTorch at
+2 threads becomes 3-10x slower) and both; the ratio is against the fastest. crayon does not
+use OpenMP and is unaffected. OPENBLAS_CORETYPE (which OpenBLAS kernels PyTorch's Linear
+layers get) is the caller's: run the script once as the machine is set and once with it
+unset, or set to SkylakeX on an AVX-512 CPU (bench/README.md section 2).
 
   /usr/bin/python3 bench/compare_train.py [--runs 5] [--models mlp,lenet5] [--qat] [--limit N]
 """
@@ -53,12 +56,17 @@ def crayon_rate(model, threads, limit, qat=False):
             return json.loads(f.readline())["images_per_s"]
 
 
-def torch_rate(model, threads, limit, openblas_threads, qat_engine=None, qat_warmup=200):
+def torch_rate(model, threads, limit, openblas_threads, qat_engine=None, qat_warmup=200, passive=None):
+    """passive: None keeps the caller's OMP_WAIT_POLICY, True sets PASSIVE, False removes it."""
     env = dict(os.environ)
     if openblas_threads is None:
         env.pop("OPENBLAS_NUM_THREADS", None)
     else:
         env["OPENBLAS_NUM_THREADS"] = str(openblas_threads)
+    if passive is True:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    elif passive is False:
+        env.pop("OMP_WAIT_POLICY", None)
     cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_train.py"), "--model", model, "--threads", str(threads)]
     if qat_engine:
         cmd += ["--qat", "--engine", qat_engine, "--qat-warmup", str(qat_warmup)]
@@ -68,20 +76,32 @@ def torch_rate(model, threads, limit, openblas_threads, qat_engine=None, qat_war
     return json.loads(out.strip().splitlines()[-1])["images_per_s"]
 
 
+# PyTorch's configurations tried on every run: (OPENBLAS_NUM_THREADS, OMP_WAIT_POLICY=PASSIVE).
+TORCH_CONFIGS = {
+    "PyTorch as installed": (None, False),
+    "OPENBLAS_NUM_THREADS=1": (1, False),
+    "OMP_WAIT_POLICY=PASSIVE": (None, True),
+    "both": (1, True),
+}
+
+
 def compare_float(args):
-    print("| model | crayon img/s | PyTorch as installed | PyTorch, OPENBLAS_NUM_THREADS=1 | crayon / PyTorch best |")
-    print("|---|---|---|---|---|")
+    print("| model | crayon img/s | " + " | ".join(f"PyTorch, {k}" if k != "PyTorch as installed" else k
+                                                for k in TORCH_CONFIGS) + " | crayon / PyTorch best |")
+    print("|---" * (len(TORCH_CONFIGS) + 3) + "|")
     for model in args.models.split(","):
-        c, t_default, t_ob1 = [], [], []
+        c, t = [], {k: [] for k in TORCH_CONFIGS}
         for _ in range(args.runs):
             c.append(crayon_rate(model, args.threads, args.limit))
-            t_default.append(torch_rate(model, args.threads, args.limit, None))
-            t_ob1.append(torch_rate(model, args.threads, args.limit, 1))
-        mc, md, m1 = (statistics.median(x) for x in (c, t_default, t_ob1))
-        best = max(md, m1)
-        print(f"| {model} | {mc:,.0f} | {md:,.0f} | {m1:,.0f} | {mc / best:.2f} |", flush=True)
-        print(f"<!-- {model} raw: crayon {[round(x) for x in c]} torch {[round(x) for x in t_default]} "
-              f"torch-ob1 {[round(x) for x in t_ob1]} -->", flush=True)
+            for k, (ob, passive) in TORCH_CONFIGS.items():
+                t[k].append(torch_rate(model, args.threads, args.limit, ob, passive=passive))
+        mc = statistics.median(c)
+        med = {k: statistics.median(v) for k, v in t.items()}
+        best = max(med.values())
+        print(f"| {model} | {mc:,.0f} | " + " | ".join(f"{v:,.0f}" for v in med.values()) +
+              f" | {mc / best:.2f} |", flush=True)
+        print(f"<!-- {model} raw: crayon {[round(x) for x in c]} " +
+              " ".join(f"{k}: {[round(x) for x in v]}" for k, v in t.items()) + " -->", flush=True)
 
 
 def compare_qat(args):
