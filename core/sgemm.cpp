@@ -86,54 +86,32 @@ struct Problem {
   float beta;
   float* c;
   int ldc;
-  float a_at(int64_t i, int64_t p) const { return ta ? a[p * lda + i] : a[i * lda + p]; }
 };
 
-// op(A) rows [i0, i0 + mc), steps [p0, p0 + kc) into panels of MR rows (zero past the edge).
-void pack_a(const Problem& q, int i0, int mc, int p0, int kc, int MR, float* out) {
-  for (int ip = 0; ip < mc; ip += MR) {
-    const int rows = std::min(MR, mc - ip);
-    float* panel = out + int64_t(ip / MR) * kc * MR;
-    if (q.ta) {  // op(A)(i, p) = a[p * lda + i]: rows of a run along i
+// Packs `count` lanes (rows of op(A), or columns of op(B)) from lane `first`, steps [p0, p0 +
+// kc), into panels of `width` lanes: panel[p * width + l], zero past the edge. The lanes lie
+// along the stored rows (x(lane, step) = x[step * ld + lane]: A transposed, B not) or across
+// them (x[lane * ld + step]).
+void pack_panels(const float* x, int ld, bool lanes_along_rows, int first, int count, int p0, int kc, int width,
+                 float* out) {
+  for (int l0 = 0; l0 < count; l0 += width) {
+    const int lanes = std::min(width, count - l0);
+    float* panel = out + int64_t(l0 / width) * kc * width;
+    if (lanes_along_rows) {
       for (int p = 0; p < kc; ++p) {
-        const float* src = q.a + int64_t(p0 + p) * q.lda + i0 + ip;
-        float* dst = panel + int64_t(p) * MR;
-        for (int r = 0; r < rows; ++r) dst[r] = src[r];
-        for (int r = rows; r < MR; ++r) dst[r] = 0.f;
+        const float* src = x + int64_t(p0 + p) * ld + first + l0;
+        float* dst = panel + int64_t(p) * width;
+        for (int l = 0; l < lanes; ++l) dst[l] = src[l];
+        for (int l = lanes; l < width; ++l) dst[l] = 0.f;
       }
     } else {
-      for (int r = 0; r < MR; ++r) {
-        if (r >= rows) {
-          for (int p = 0; p < kc; ++p) panel[int64_t(p) * MR + r] = 0.f;
+      for (int l = 0; l < width; ++l) {
+        if (l >= lanes) {
+          for (int p = 0; p < kc; ++p) panel[int64_t(p) * width + l] = 0.f;
           continue;
         }
-        const float* src = q.a + int64_t(i0 + ip + r) * q.lda + p0;
-        for (int p = 0; p < kc; ++p) panel[int64_t(p) * MR + r] = src[p];
-      }
-    }
-  }
-}
-
-// op(B) steps [p0, p0 + kc), columns [j0, j0 + nc) into panels of NR columns.
-void pack_b(const Problem& q, int p0, int kc, int j0, int nc, int NR, float* out) {
-  for (int jp = 0; jp < nc; jp += NR) {
-    const int cols = std::min(NR, nc - jp);
-    float* panel = out + int64_t(jp / NR) * kc * NR;
-    if (!q.tb) {  // op(B)(p, j) = b[p * ldb + j]: rows of b run along j
-      for (int p = 0; p < kc; ++p) {
-        const float* src = q.b + int64_t(p0 + p) * q.ldb + j0 + jp;
-        float* dst = panel + int64_t(p) * NR;
-        for (int j = 0; j < cols; ++j) dst[j] = src[j];
-        for (int j = cols; j < NR; ++j) dst[j] = 0.f;
-      }
-    } else {
-      for (int j = 0; j < NR; ++j) {
-        if (j >= cols) {
-          for (int p = 0; p < kc; ++p) panel[int64_t(p) * NR + j] = 0.f;
-          continue;
-        }
-        const float* src = q.b + int64_t(j0 + jp + j) * q.ldb + p0;
-        for (int p = 0; p < kc; ++p) panel[int64_t(p) * NR + j] = src[p];
+        const float* src = x + int64_t(first + l0 + l) * ld + p0;
+        for (int p = 0; p < kc; ++p) panel[int64_t(p) * width + l] = src[p];
       }
     }
   }
@@ -170,13 +148,13 @@ void run_blocked(const Problem& q, TileShape t, TileKernel kernel) {
       const bool direct = !q.tb && kc <= kDirectK;
       const int packed_from = direct ? nc / t.nr * t.nr : 0;
       if (bbuf.size() < size_t(kc) * nc_padded) bbuf.resize(size_t(kc) * nc_padded);
-      if (packed_from < nc) pack_b(q, p0, kc, j0 + packed_from, nc - packed_from, t.nr, bbuf.data());
+      if (packed_from < nc) pack_panels(q.b, q.ldb, !q.tb, j0 + packed_from, nc - packed_from, p0, kc, t.nr, bbuf.data());
       const float beta = p0 == 0 ? q.beta : 1.f;
       for (int i0 = 0; i0 < q.m; i0 += mc_max) {
         const int mc = std::min(mc_max, q.m - i0);
         const int mc_padded = (mc + t.mr - 1) / t.mr * t.mr;
         if (abuf.size() < size_t(kc) * mc_padded) abuf.resize(size_t(kc) * mc_padded);
-        pack_a(q, i0, mc, p0, kc, t.mr, abuf.data());
+        pack_panels(q.a, q.lda, q.ta, i0, mc, p0, kc, t.mr, abuf.data());
         for (int jp = 0; jp < nc; jp += t.nr) {
           const float* bp = jp < packed_from ? q.b + int64_t(p0) * q.ldb + j0 + jp
                                              : bbuf.data() + int64_t((jp - packed_from) / t.nr) * kc * t.nr;
