@@ -96,16 +96,18 @@ TEST_CASE("train: the crayon binary killed mid-run resumes to the uninterrupted 
 }
 
 TEST_CASE("train: killed with SIGKILL 20 times, half of them while a checkpoint is being written, it still ends bit for bit") {
-  // Each round starts the run (fresh, or resumed from what is on disk) and kills it: on odd
-  // rounds after a random delay, on even rounds the moment a temporary checkpoint file
-  // appears (a write in flight). After every kill the checkpoint on disk, if any, must load.
+  // Each round starts the run (fresh, or resumed from what is on disk), lets it write one
+  // new checkpoint (so the run advances whatever the build's speed), then kills it: on odd
+  // rounds after a further random delay, on even rounds the moment the next temporary
+  // checkpoint file appears (a write in flight). After every kill the checkpoint on disk
+  // must load.
   TempDir dir;
   const std::string bin = CRAYON_BINARY;
   const std::string data = std::string(CRAYON_SOURCE_DIR) + "/data/mnist";
-  const char* epochs = "40";
+  const char* epochs = "60";
   auto fresh = [&](const std::string& out) {
-    return std::vector<std::string>{bin, "train", "--model", "mlp", "--epochs", epochs, "--train-limit", "1000",
-                                    "--test-limit", "100", "--batch-size", "50", "--data-dir", data, "--out", out,
+    return std::vector<std::string>{bin, "train", "--model", "mlp", "--epochs", epochs, "--train-limit", "500",
+                                    "--test-limit", "50", "--batch-size", "50", "--data-dir", data, "--out", out,
                                     "--quiet", "--lr", "0.05", "--threads", "2"};
   };
   REQUIRE(wait_ok(spawn(fresh(dir / "full.h5"))));
@@ -115,30 +117,48 @@ TEST_CASE("train: killed with SIGKILL 20 times, half of them while a checkpoint 
       if (e.path().filename().string().rfind("part.h5.tmp.", 0) == 0) return true;
     return false;
   };
+  auto written = [&] {  // when the checkpoint was last replaced (min: not there)
+    std::error_code ec;
+    const auto t = fs::last_write_time(part, ec);
+    return ec ? fs::file_time_type::min() : t;
+  };
+  auto running = [](pid_t pid) { return waitpid(pid, nullptr, WNOHANG) == 0; };
   Rng rng(2026);
   int kills = 0, in_write = 0;
-  for (int round = 0; round < 60 && kills < 20; ++round) {
+  bool finished = false;
+  for (int round = 0; round < 40 && kills < 20 && !finished; ++round) {
+    const auto before = written();
     const bool resume = fs::exists(part);
     const pid_t pid = spawn(resume ? std::vector<std::string>{bin, "train", "--resume", part, "--epochs", epochs,
                                                               "--out", part, "--quiet", "--threads", "2"}
                                    : fresh(part));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    bool alive = true;
+    while ((alive = running(pid)) && written() == before && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
     bool saw_write = false;
-    if (round % 2 == 0) {
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-      while (!(saw_write = writing()) && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng.below(400)));
+    if (alive && round % 2 == 0) {
+      while ((alive = running(pid)) && !(saw_write = writing()) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::yield();
+    } else if (alive) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(rng.below(100)));
+    }
+    if (!alive) {  // it finished (or died) before the kill: reaped by running()
+      finished = true;
+      break;
     }
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
-    if (!WIFSIGNALED(status)) break;  // it finished first: the run is done
+    if (!WIFSIGNALED(status)) {
+      finished = true;
+      break;
+    }
     ++kills;
     in_write += saw_write;
-    if (fs::exists(part)) {
-      CAPTURE(round);
-      CHECK_NOTHROW(load_train_checkpoint(part));
-    }
+    CAPTURE(round);
+    REQUIRE(fs::exists(part));
+    CHECK_NOTHROW(load_train_checkpoint(part));
   }
   CHECK(kills >= 20);
   CHECK(in_write >= 5);  // some kills really landed inside a checkpoint write
