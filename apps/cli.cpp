@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <iostream>
 
 #include "core/check.h"
@@ -16,9 +17,16 @@ po::typed_value<double>* real_value(double* target) {
 }
 
 bool parse_command_line(int argc, char** argv, const po::options_description& opts, po::variables_map& vm,
-                        const std::string& usage) {
+                        const std::string& usage, const po::positional_options_description& positional) {
+  // Boost.Program_options 1.74 fills the %placeholders% of its messages in a loop that never
+  // ends when the text it puts in holds that placeholder again ('--%option%' or a value
+  // '%value%' hangs the parse): refuse such an argument before Boost sees it.
+  for (int i = 1; i < argc; ++i)
+    for (const char* p : {"%canonical_option%", "%original_token%", "%option%", "%value%", "%prefix%"})
+      if (std::strstr(argv[i], p))
+        throw UsageError(str("argument '", argv[i], "': expected no '", p, "' in it (the option parser reserves it)"));
   try {
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+    po::store(po::command_line_parser(argc, argv).options(opts).positional(positional).run(), vm);
   } catch (const po::error& e) {
     throw UsageError(e.what());
   }

@@ -22,10 +22,11 @@ struct UsageError : std::runtime_error {
 // ("0.9", not boost's "0.90000000000000002").
 po::typed_value<double>* real_value(double* target);
 
-// Parse argv for one subcommand; --help prints usage and returns false (exit 0).
-// Throws UsageError for unknown flags, missing values, bad values or extra arguments.
+// Parse argv for one subcommand (bare arguments go to `positional`'s options); --help prints
+// usage and returns false (exit 0). Throws UsageError for unknown flags, missing values, bad
+// values or extra arguments.
 bool parse_command_line(int argc, char** argv, const po::options_description& opts, po::variables_map& vm,
-                        const std::string& usage);
+                        const std::string& usage, const po::positional_options_description& positional = {});
 
 // The value checks every command needs, throwing UsageError naming the flag.
 void require_positive(const po::variables_map& vm, const char* flag);

@@ -73,16 +73,7 @@ int cmd_fetch(int argc, char** argv) {
   po::positional_options_description positional;
   positional.add("name", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
-    if (vm.count("help")) {
-      std::cout << usage_text() << "\n\n" << opts << "\n";
-      return 0;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what());
-  }
+  if (!parse_command_line(argc, argv, all, vm, usage_text(), positional)) return 0;
   if (name.empty()) throw UsageError("expected a dataset NAME (crayon fetch --help lists them)");
   const DatasetSource* src = nullptr;
   try {

@@ -84,17 +84,7 @@ int cmd_plot(int argc, char** argv) {
   po::positional_options_description pos;
   pos.add("log", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
-    if (vm.count("help")) {
-      std::printf("usage: crayon plot run.csv [--out DIR]\n\n");
-      std::cout << opts << "\n";
-      return 0;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what());
-  }
+  if (!parse_command_line(argc, argv, opts, vm, "usage: crayon plot run.csv [--out DIR]", pos)) return 0;
   require_path(vm, "log");
   const auto rows = read_log(log);
   const std::filesystem::path p(log);

@@ -308,3 +308,18 @@ TEST_CASE("cli: a flag or value with a newline in it still gives a one-line erro
   CHECK(std::count(err.begin(), err.end(), '\n') == 2);  // the error and the usage line
   CHECK(err.find("crayon train: unrecognised option '--mo\\ndel'") == 0);
 }
+
+TEST_CASE("cli: a flag or value holding one of Boost's message placeholders is refused instead of hanging (found by fuzz_cli)") {
+  // tests/fuzz/corpus/fuzz_cli/regression-placeholder-in-option: Boost.Program_options 1.74
+  // substitutes '%original_token%' into its own message forever.
+  TempDir dir;
+  const Cli cli(dir);
+  for (const char* args : {"analyze '--%original_token%sitivity-bit' 3,4", "train --epochs '%value%'",
+                           "plot '%canonical_option%'", "fetch '--%option%'", "sweep --dir 'a%prefix%b'"}) {
+    INFO(args);
+    CHECK(cli(args) == 2);
+    const std::string err = slurp(dir / "stderr.txt");
+    INFO(err);
+    CHECK(err.find("(the option parser reserves it)") != std::string::npos);
+  }
+}
