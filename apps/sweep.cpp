@@ -304,6 +304,16 @@ Row run_cell(const SweepOptions& o, const SweepCell& c, const Dataset& train, co
   return r;
 }
 
+// Orders regularizer labels ("none" or "no regularizer", "l1 1e-05", "l2 lambda 0.0003") the
+// way a reader expects: none first, then each kind by strength.
+struct ByRegularizer {
+  static std::pair<std::string, double> key(const std::string& s) {
+    if (s.rfind("no", 0) == 0) return {"", 0.0};
+    return {s.substr(0, s.find(' ')), std::stod(s.substr(s.rfind(' ') + 1))};
+  }
+  bool operator()(const std::string& a, const std::string& b) const { return key(a) < key(b); }
+};
+
 // Mean and standard deviation over seeds.
 std::pair<double, double> mean_std(const std::vector<double>& v) {
   double m = 0, s = 0;
@@ -316,22 +326,12 @@ std::pair<double, double> mean_std(const std::vector<double>& v) {
 void write_plots(const SweepOptions& o, const std::vector<Row>& rows) {
   const std::string dir = (fs::path(o.dir) / "plots").string();
   auto num = [](const Row& r, const char* c) { return std::stod(r.at(c)); };
-  // Accuracy drop against bits, one line per regularizer and strength, mean +- std over seeds.
-  std::set<std::string> panels;
-  for (const Row& r : rows) panels.insert(r.at("model") + "|" + r.at("method") + "|" + r.at("scope") + "|" + r.at("rounding"));
-  for (const std::string& panel : panels) {
-    Plot p{"", "bits", "accuracy drop (points, float - quantized)", false, false, false, {}};
-    std::map<std::string, std::map<int, std::vector<double>>> by_reg;
-    std::string model, method, scope, rounding;
-    for (const Row& r : rows) {
-      if (r.at("model") + "|" + r.at("method") + "|" + r.at("scope") + "|" + r.at("rounding") != panel) continue;
-      model = r.at("model"), method = r.at("method"), scope = r.at("scope"), rounding = r.at("rounding");
-      const std::string reg = r.at("reg") == "none" ? "no regularizer" : r.at("reg") + " lambda " + r.at("lambda");
-      by_reg[reg][std::stoi(r.at("bits"))].push_back(100 * num(r, "drop"));
-    }
-    p.title = str(model, ", ", method == "ptq" ? "PTQ" : "QAT fine-tune", ", ", scope == "wa" ? "weights and activations"
-                  : "weights (activations 8-bit)", method == "qat" ? ", " + rounding + " rounding" : "",
-                  ": accuracy drop by bit width (mean +- std over seeds)");
+  // Accuracy drop against bits, one line per regularizer and strength, mean +- std over seeds;
+  // beside it the quantized test error on a log scale, where 8 to 3 bits are not squashed flat
+  // by the 2-bit drop.
+  using BySeeds = std::map<std::string, std::map<int, std::vector<double>>, ByRegularizer>;
+  auto lines = [](const BySeeds& by_reg) {
+    std::vector<PlotSeries> out;
     for (const auto& [reg, by_bits] : by_reg) {
       PlotSeries s{reg, {}, {}, "linespoints"};
       for (const auto& [b, v] : by_bits) {
@@ -339,10 +339,31 @@ void write_plots(const SweepOptions& o, const std::vector<Row>& rows) {
         s.points.emplace_back(b, m);
         s.errors.push_back(sd);
       }
-      p.series.push_back(s);
+      out.push_back(s);
     }
-    std::string name = "drop-" + model + "-" + method + "-" + scope + (method == "qat" ? "-" + rounding : "");
-    write_plot(dir, name, p);
+    return out;
+  };
+  std::set<std::string> panels;
+  for (const Row& r : rows) panels.insert(r.at("model") + "|" + r.at("method") + "|" + r.at("scope") + "|" + r.at("rounding"));
+  for (const std::string& panel : panels) {
+    BySeeds drop, error;
+    std::string model, method, scope, rounding;
+    for (const Row& r : rows) {
+      if (r.at("model") + "|" + r.at("method") + "|" + r.at("scope") + "|" + r.at("rounding") != panel) continue;
+      model = r.at("model"), method = r.at("method"), scope = r.at("scope"), rounding = r.at("rounding");
+      const std::string reg = r.at("reg") == "none" ? "no regularizer" : r.at("reg") + " lambda " + r.at("lambda");
+      drop[reg][std::stoi(r.at("bits"))].push_back(100 * num(r, "drop"));
+      error[reg][std::stoi(r.at("bits"))].push_back(100 - 100 * num(r, "quantized_accuracy"));
+    }
+    const std::string what = str(model, ", ", method == "ptq" ? "PTQ" : "QAT fine-tune", ", ",
+                                 scope == "wa" ? "weights and activations" : "weights (activations 8-bit)",
+                                 method == "qat" ? ", " + rounding + " rounding" : "");
+    const std::string name = model + "-" + method + "-" + scope + (method == "qat" ? "-" + rounding : "");
+    write_plot(dir, "drop-" + name, {what + ": accuracy drop (mean +- std over seeds)", "bits",
+                                     "accuracy drop (points, float - quantized)", false, false, false, lines(drop)});
+    write_plot(dir, "error-" + name, {what + ": test error (mean +- std over seeds)", "bits",
+                                      "test error of the quantized model (%, log scale)", false, true, false,
+                                      lines(error)});
   }
   Plot bound{"every cell: mean logit change against its mean certified bound", "mean certified bound at the logits",
              "mean measured logit change", true, true, true, {}};
@@ -420,7 +441,7 @@ void write_tables(const SweepOptions& o, const std::vector<Row>& rows) {
   std::set<int> all_bits;
   for (const Row& r : rows) all_bits.insert(std::stoi(r.at("bits")));
   // 1. The accuracy drop, per model, method, scope and rounding: regularizer x bits.
-  std::map<std::string, std::map<std::string, std::map<int, std::vector<double>>>> drops;
+  std::map<std::string, std::map<std::string, std::map<int, std::vector<double>>, ByRegularizer>> drops;
   for (const Row& r : rows)
     drops[str(r.at("model"), ", ", r.at("method") == "ptq" ? "PTQ" : "QAT fine-tune", ", ",
               r.at("scope") == "wa" ? "weights and activations" : "weights only (activations 8-bit)",
@@ -442,7 +463,7 @@ void write_tables(const SweepOptions& o, const std::vector<Row>& rows) {
   }
   // 2. The float models: accuracy and the weight statistics idea 4 is about (PTQ rows hold
   // the float weights themselves).
-  std::map<std::string, std::map<std::string, std::vector<const Row*>>> floats;
+  std::map<std::string, std::map<std::string, std::vector<const Row*>, ByRegularizer>> floats;
   for (const Row& r : rows)
     if (r.at("method") == "ptq" && r.at("scope") == o.scopes.front() && std::stoi(r.at("bits")) == *all_bits.rbegin())
       floats[r.at("model")][reg_of(r)].push_back(&r);

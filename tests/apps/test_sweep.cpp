@@ -56,8 +56,8 @@ TEST_CASE("sweep --quick: rows and plots, killed and restarted without recomputi
   const auto want = rows_of(whole + "/results.jsonl");
   CHECK(want.size() == 12);  // mlp x {none, l2} x bits {8, 4, 2} x {PTQ, QAT}
   CHECK(lines(whole + "/results.csv") == 13);  // and a header
-  for (const char* png : {"drop-mlp-ptq-wa.png", "drop-mlp-qat-wa-nearest.png", "bound.png", "kl.png", "certified.png",
-                          "accuracy-vs-bits-of-description.png"}) {
+  for (const char* png : {"drop-mlp-ptq-wa.png", "drop-mlp-qat-wa-nearest.png", "error-mlp-ptq-wa.png", "bound.png",
+                          "kl.png", "certified.png", "accuracy-vs-bits-of-description.png"}) {
     CAPTURE(png);
     CHECK(slurp(whole + "/plots/" + png).compare(1, 3, "PNG") == 0);
   }
