@@ -516,6 +516,29 @@ void write_tables(const SweepOptions& o, const std::vector<Row>& rows) {
                   spearman(b, drop), spearman(m, drop), spearman(kl, drop), spearman(kla, drop), spearman(eb, drop));
     md += line;
   }
+  // 5. At one bit width, across the float models: which of them lose more, and does the bound,
+  // the KL or the weights' size (idea 4) or shape (max |w| against ||w||_2, kurtosis: what a
+  // per-channel max scale sees) say so beforehand?
+  std::map<std::string, std::map<int, std::vector<const Row*>>> at_bits;
+  for (const Row& r : rows)
+    if (r.at("method") == "ptq" && r.at("scope") == "wa") at_bits[r.at("model")][std::stoi(r.at("bits"))].push_back(&r);
+  md += "\n## At one bit width, across the float models (PTQ, weights and activations; Spearman with the drop)\n\n"
+        "| model | bits | models | mean bound | exact KL | ‖w‖₂ | max \\|w\\| | max \\|w\\| / ‖w‖₂ | kurtosis |\n"
+        "|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& [model, by_bits] : at_bits)
+    for (auto it = by_bits.rbegin(); it != by_bits.rend(); ++it) {
+      std::vector<double> drop, b, kl, l2, mx, crest, ku;
+      for (const Row* r : it->second) {
+        drop.push_back(num(*r, "drop")), b.push_back(num(*r, "mean_bound")), kl.push_back(num(*r, "kl"));
+        l2.push_back(num(*r, "w_l2")), mx.push_back(num(*r, "w_max")), ku.push_back(num(*r, "w_kurtosis"));
+        crest.push_back(num(*r, "w_l2") > 0 ? num(*r, "w_max") / num(*r, "w_l2") : 0.0);
+      }
+      char line[256];
+      std::snprintf(line, sizeof line, "| %s | %d | %zu | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", model.c_str(),
+                    it->first, drop.size(), spearman(b, drop), spearman(kl, drop), spearman(l2, drop),
+                    spearman(mx, drop), spearman(crest, drop), spearman(ku, drop));
+      md += line;
+    }
   write_file_atomic((fs::path(o.dir) / "tables.md").string(), md);
 }
 
