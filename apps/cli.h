@@ -61,5 +61,6 @@ int cmd_analyze(int argc, char** argv);
 int cmd_sweep(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
 int cmd_summary(int argc, char** argv);
+int cmd_demo(int argc, char** argv);
 
 }  // namespace crayon

@@ -25,6 +25,7 @@ const Command kCommands[] = {
     {"summary", crayon::cmd_summary, "a checkpoint, int8 or ONNX file as a table: shapes, parameters, MACs, bytes, grids"},
     {"analyze", crayon::cmd_analyze, "per-layer grid errors, the certified error bound, KL, layer sensitivity, bits"},
     {"sweep", crayon::cmd_sweep, "regularizer x strength x bits x PTQ/QAT grid: one row per cell, resumable, plots"},
+    {"demo", crayon::cmd_demo, "one runnable demonstration per idea of DESIGN.md (crayon demo lists them)"},
     {"plot", crayon::cmd_plot, "a training log (--log F.csv) as PNGs: loss and accuracy per epoch, train vs test"},
     {"fetch", crayon::cmd_fetch, "download a dataset (MNIST, Fashion-MNIST, KMNIST, CIFAR-10), verify its checksums"},
 };

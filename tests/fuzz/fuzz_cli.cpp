@@ -19,7 +19,7 @@ using namespace crayon;
 namespace {
 using Command = int (*)(int, char**);
 const Command kCommands[] = {cmd_train, cmd_eval, cmd_quantize, cmd_export, cmd_summary,
-                             cmd_analyze, cmd_sweep, cmd_plot};
+                             cmd_analyze, cmd_sweep, cmd_plot, cmd_demo};
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
