@@ -66,6 +66,7 @@ Demo demo_relu6(const DemoOptions& o) {
                         {{1, d.number(str(f, "_hidden1_step"))}, {2, d.number(str(f, "_hidden2_step"))}},
                         {},
                         "linespoints"});
+  p.xtics = 1;
   d.plots.push_back({"demo-relu6", p});
   return d;
 }

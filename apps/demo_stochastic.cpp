@@ -67,9 +67,12 @@ Demo demo_stochastic(const DemoOptions& o) {
           fixed(100 * d.number("stochastic_accuracy"), 2), " % (float: ", fixed(100 * fp.test_accuracy, 2), " %).")};
   Plot p{"mean of 10000 roundings of v against v", "v (grid steps)", "mean rounded value", false, false, true, {}};
   PlotSeries ns{"round to nearest", {}, {}, "lines"}, ss{"stochastic rounding (mean)", {}, {}, "points pt 7 ps 0.6"};
+  for (int i = -400; i <= 400; ++i) {  // the staircase finely enough that its risers are vertical
+    const double v = i / 200.0;
+    ns.points.emplace_back(v, round_value(float(v), Rounding::nearest_even));
+  }
   for (int i = -20; i <= 20; ++i) {
     const double v = i / 10.0;
-    ns.points.emplace_back(v, round_value(float(v), Rounding::nearest_even));
     double sum = 0;
     for (int k = 0; k < kDraws; ++k) sum += round_value(float(v), Rounding::stochastic, &rng);
     ss.points.emplace_back(v, sum / kDraws);

@@ -52,6 +52,7 @@ void write_plot(const std::string& dir, const std::string& name, const Plot& plo
        << "set xlabel " << quoted(plot.xlabel) << "\nset ylabel " << quoted(plot.ylabel) << "\n"
        << "set grid\nset key outside right top\n";
     if (plot.logx) gp << "set logscale x\n";
+    if (plot.xtics > 0) gp << "set xtics " << plot.xtics << "\n";
     if (plot.logy) gp << "set logscale y\n";
     gp << "plot ";
     for (size_t i = 0; i < plot.series.size(); ++i) {

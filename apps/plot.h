@@ -20,6 +20,7 @@ struct Plot {
   bool logx = false, logy = false;
   bool diagonal = false;  // draw y = x (measured against bound, KL against its approximation)
   std::vector<PlotSeries> series;
+  double xtics = 0;  // > 0: a tick every xtics on x (e.g. 1 for layer numbers)
 };
 
 // Writes DIR/NAME.png (and .dat, .gp); throws std::runtime_error naming the file if gnuplot
