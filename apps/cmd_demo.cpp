@@ -55,8 +55,8 @@ int cmd_demo(int argc, char** argv) {
     std::printf("%s\n", demo_json(d).c_str());
   } else {
     std::printf("%s", format_demo(d).c_str());
-    for (const auto& [file, plot] : d.plots)
-      if (!plot_dir.empty()) std::printf("wrote %s/%s.png\n", plot_dir.c_str(), file.c_str());
+    if (!plot_dir.empty())
+      for (const auto& [file, plot] : d.plots) std::printf("wrote %s/%s.png\n", plot_dir.c_str(), file.c_str());
   }
   return 0;
 }

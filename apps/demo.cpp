@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -136,8 +137,8 @@ std::string format_demo(const Demo& d) {
 std::string demo_json(const Demo& d) {
   std::string out = str("{\"demo\": \"", json_escape(d.name), "\", \"numbers\": {");
   for (size_t i = 0; i < d.numbers.size(); ++i) {
-    char b[64];
-    std::snprintf(b, sizeof b, "%.9g", d.numbers[i].second);
+    char b[64] = "null";  // JSON has no NaN or infinity
+    if (std::isfinite(d.numbers[i].second)) std::snprintf(b, sizeof b, "%.9g", d.numbers[i].second);
     out += str(i ? ", " : "", "\"", json_escape(d.numbers[i].first), "\": ", b);
   }
   return out + "}}";
