@@ -17,7 +17,8 @@ po::typed_value<double>* real_value(double* target) {
 }
 
 bool parse_command_line(int argc, char** argv, const po::options_description& opts, po::variables_map& vm,
-                        const std::string& usage, const po::positional_options_description& positional) {
+                        const std::string& usage, const po::positional_options_description& positional,
+                        const po::options_description* shown) {
   // Boost.Program_options 1.74 fills the %placeholders% of its messages in a loop that never
   // ends when the text it puts in holds that placeholder again ('--%option%' or a value
   // '%value%' hangs the parse): refuse such an argument before Boost sees it.
@@ -31,7 +32,7 @@ bool parse_command_line(int argc, char** argv, const po::options_description& op
     throw UsageError(e.what());
   }
   if (vm.count("help")) {
-    std::cout << usage << "\n\n" << opts << "\n";
+    std::cout << usage << "\n\n" << (shown ? *shown : opts) << "\n";
     return false;
   }
   try {

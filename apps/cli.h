@@ -23,10 +23,12 @@ struct UsageError : std::runtime_error {
 po::typed_value<double>* real_value(double* target);
 
 // Parse argv for one subcommand (bare arguments go to `positional`'s options); --help prints
-// usage and returns false (exit 0). Throws UsageError for unknown flags, missing values, bad
-// values or extra arguments.
+// usage and `shown` (default: opts; a positional's own option may be left out) and returns
+// false (exit 0). Throws UsageError for unknown flags, missing values, bad values or extra
+// arguments.
 bool parse_command_line(int argc, char** argv, const po::options_description& opts, po::variables_map& vm,
-                        const std::string& usage, const po::positional_options_description& positional = {});
+                        const std::string& usage, const po::positional_options_description& positional = {},
+                        const po::options_description* shown = nullptr);
 
 // The value checks every command needs, throwing UsageError naming the flag.
 void require_positive(const po::variables_map& vm, const char* flag);

@@ -18,7 +18,6 @@ int cmd_demo(int argc, char** argv) {
   // clang-format off
   opts.add_options()
     ("help,h", "show this help")
-    ("name", po::value(&name), "the demo (crayon demo alone lists them)")
     ("model", po::value(&o.model), "a float MNIST checkpoint to use instead of the small network trained on the fly")
     ("data-dir", po::value(&o.data_dir), "MNIST's folder")
     ("seed", po::value(&seed)->default_value(seed), "seed of every random draw (and of the network trained on the fly)")
@@ -28,9 +27,11 @@ int cmd_demo(int argc, char** argv) {
   // clang-format on
   po::positional_options_description positional;
   positional.add("name", 1);
+  po::options_description all;
+  all.add(opts).add_options()("name", po::value(&name), "the demo");
   po::variables_map vm;
-  if (!parse_command_line(argc, argv, opts, vm, "usage: crayon demo [NAME] [--plot DIR] [--json] [--model F.h5]",
-                          positional))
+  if (!parse_command_line(argc, argv, all, vm, "usage: crayon demo [NAME] [--plot DIR] [--json] [--model F.h5]",
+                          positional, &opts))
     return 0;
   require_threads(vm);
   require_non_negative(vm, "seed");
@@ -46,6 +47,8 @@ int cmd_demo(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(str("NAME: ", e.what()));
   }
+  if (vm.count("model") && !info->uses_model)
+    throw UsageError(str("--model: the ", name, " demo trains its own networks (--model is for mdl, rounding and kl)"));
   o.seed = uint64_t(seed);
   set_num_threads(o.threads);
   const Demo d = info->run(o);

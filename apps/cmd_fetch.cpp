@@ -73,7 +73,7 @@ int cmd_fetch(int argc, char** argv) {
   po::positional_options_description positional;
   positional.add("name", 1);
   po::variables_map vm;
-  if (!parse_command_line(argc, argv, all, vm, usage_text(), positional)) return 0;
+  if (!parse_command_line(argc, argv, all, vm, usage_text(), positional, &opts)) return 0;
   if (name.empty()) throw UsageError("expected a dataset NAME (crayon fetch --help lists them)");
   const DatasetSource* src = nullptr;
   try {

@@ -31,17 +31,19 @@ double Demo::number(const std::string& key) const {
 const std::vector<DemoInfo>& demos() {
   static const std::vector<DemoInfo> all{
       {"mdl", "1 MDL", "description length of one model: L1 and L2 priors vs the entropy of its 8/4/2-bit weights",
-       demo_mdl},
+       demo_mdl, true},
       {"rounding", "2 rounding", "saturation vs rounding error of real activations by clip ratio, and each observer's pick",
-       demo_rounding},
-      {"relu6", "3 ReLU6", "the same network with ReLU and ReLU6: activation range, int8 step and int8 error", demo_relu6},
+       demo_rounding, true},
+      {"relu6", "3 ReLU6", "the same network with ReLU and ReLU6: activation range, int8 step and int8 error", demo_relu6,
+       false},
       {"bound", "4 error propagation", "sum |w||err| against the actual change, small vs large weights, certified share",
-       demo_bound},
-      {"kl", "5 KL", "exact KL vs 1/2 Var of the logit change for a shift, growing noise and real quantization", demo_kl},
+       demo_bound, false},
+      {"kl", "5 KL", "exact KL vs 1/2 Var of the logit change for a shift, growing noise and real quantization", demo_kl,
+       true},
       {"ste", "6 STE", "round() has no gradient: a model that learns only through the straight-through estimator",
-       demo_ste},
+       demo_ste, false},
       {"stochastic", "7 stochastic rounding", "unbiased rounding, and low-precision SGD that stalls with nearest",
-       demo_stochastic},
+       demo_stochastic, false},
   };
   return all;
 }

@@ -45,6 +45,7 @@ struct DemoInfo {
   const char* idea;     // "1 MDL", ...
   const char* summary;  // one line for `crayon demo`
   Demo (*run)(const DemoOptions&);
+  bool uses_model;      // takes --model (the others train the networks they compare)
 };
 const std::vector<DemoInfo>& demos();
 const DemoInfo& find_demo(const std::string& name);  // throws std::invalid_argument listing them

@@ -54,8 +54,8 @@ Demo demo_bound(const DemoOptions& o) {
                   "against Σ|w||Δx|, mean over 1000 test images",
                   {"network", "neuron", "Σ|w|", "mean |Δz|", "mean bound", "max |Δz| / bound"},
                   {}};
-  DemoTable net_table{"the whole network, weights and activations quantized (PTQ): certified and kept top-1 on "
-                      "2000 test images",
+  DemoTable net_table{str("the whole network, weights and activations quantized (PTQ): certified and kept top-1 on ",
+                          kDemoTestImages, " test images"),
                       {"network", "float %", "bits", "quantized %", "certified %", "kept %", "mean logit bound",
                        "mean |Δ logit|"},
                       {}};
@@ -86,23 +86,22 @@ Demo demo_bound(const DemoOptions& o) {
       all.max_ratio = std::max(all.max_ratio, s.max_ratio);
     }
     const std::string key = reg;
-    for (const auto& [name, s] : {std::pair{str("unit ", big, " (largest Σ|w|)"), neuron(w, big, h, hq)},
-                                  std::pair{str("unit ", small, " (smallest Σ|w|)"), neuron(w, small, h, hq)},
-                                  std::pair{std::string("all 128 (mean)"), all}}) {
-      layer.rows.push_back({label, name, fixed(s.l1, 2), sci(s.mean_measured), sci(s.mean_bound), fixed(s.max_ratio, 3)});
-    }
     const NeuronStats sb = neuron(w, big, h, hq), ss = neuron(w, small, h, hq);
+    for (const auto& [name, s] : {std::pair{str("unit ", big, " (largest Σ|w|)"), sb},
+                                  std::pair{str("unit ", small, " (smallest Σ|w|)"), ss},
+                                  std::pair{str("all ", w.size(0), " (mean)"), all}})
+      layer.rows.push_back({label, name, fixed(s.l1, 2), sci(s.mean_measured), sci(s.mean_bound), fixed(s.max_ratio, 3)});
     d.numbers.push_back({key + "_large_bound", sb.mean_bound});
     d.numbers.push_back({key + "_small_bound", ss.mean_bound});
     d.numbers.push_back({key + "_layer_l1", all.l1});
     d.numbers.push_back({key + "_layer_bound", all.mean_bound});
     d.numbers.push_back({key + "_layer_measured", all.mean_measured});
     d.numbers.push_back({key + "_max_ratio", all.max_ratio});
+    const DemoBatch test = mnist_batch(o, false, kDemoTestImages);
     for (int bits : {8, 4}) {
       QatConfig q;
       q.weight.bits = bits, q.act.bits = bits;
       auto model = demo_ptq(o, net, q);
-      const DemoBatch test = mnist_batch(o, false, kDemoTestImages);
       bool given = false;
       const Analysis a = analyze(*model, net.input_shape, [&](Tensor& x, Tensor& y) {
         if (given) return false;

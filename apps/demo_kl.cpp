@@ -37,7 +37,15 @@ std::vector<std::string> kl_row(const std::string& label, const PredictionShift&
 Demo demo_kl(const DemoOptions& o) {
   Demo d{"kl", {}, {}, {}, {}};
   const DemoNet net = demo_net(o);
-  const Tensor z = run_layers(*net.model, mnist_batch(o, false, kDemoTestImages).images, net.model->size());
+  const Tensor images = mnist_batch(o, false, kDemoTestImages).images;
+  const Tensor z = run_layers(*net.model, images, net.model->size());
+  // Every 4th sample of a shift as a scatter of (½ Var, KL).
+  auto scatter = [](const std::string& title, const PredictionShift& s, const char* style) {
+    PlotSeries ps{title, {}, {}, style};
+    for (size_t i = 0; i < s.kl.size(); i += 4)
+      if (s.kl[i] > 0 && s.kl_approx[i] > 0) ps.points.emplace_back(s.kl_approx[i], s.kl[i]);
+    return ps;
+  };
   DemoTable t{str(net.spec, ": logits of ", z.size(0), " test images, each moved by Δz"),
               {"Δz", "exact KL (nats)", "½ Var_p[Δz]", "median |½Var − KL| / KL %", "same top-1 %"},
               {}};
@@ -59,24 +67,18 @@ Demo demo_kl(const DemoOptions& o) {
     t.rows.push_back(kl_row(str("noise σ = ", sigma), s, rel));
     d.numbers.push_back({str("noise_", sigma, "_kl"), s.mean_kl});
     d.numbers.push_back({str("noise_", sigma, "_relative_error"), rel});
-    PlotSeries ps{str("noise sigma = ", sigma), {}, {}, "points pt 7 ps 0.4"};
-    for (size_t i = 0; i < s.kl.size(); i += 4)
-      if (s.kl[i] > 0 && s.kl_approx[i] > 0) ps.points.emplace_back(s.kl_approx[i], s.kl[i]);
-    p.series.push_back(ps);
+    p.series.push_back(scatter(str("noise sigma = ", sigma), s, "points pt 7 ps 0.4"));
   }
   for (int bits : {8, 4, 2}) {
     QatConfig q;
     q.weight.bits = bits, q.act.bits = bits;
     auto model = demo_ptq(o, net, q);
-    const Tensor zq = run_layers(*model, mnist_batch(o, false, kDemoTestImages).images, model->size());
+    const Tensor zq = run_layers(*model, images, model->size());
     const PredictionShift s = prediction_shift(z, zq);
     t.rows.push_back(kl_row(str("W", bits, "A", bits, " quantization"), s, rel));
     d.numbers.push_back({str("w", bits, "_kl"), s.mean_kl});
     d.numbers.push_back({str("w", bits, "_relative_error"), rel});
-    PlotSeries ps{str("W", bits, "A", bits, " PTQ"), {}, {}, "points pt 6 ps 0.6"};
-    for (size_t i = 0; i < s.kl.size(); i += 4)
-      if (s.kl[i] > 0 && s.kl_approx[i] > 0) ps.points.emplace_back(s.kl_approx[i], s.kl[i]);
-    p.series.push_back(ps);
+    p.series.push_back(scatter(str("W", bits, "A", bits, " PTQ"), s, "points pt 6 ps 0.6"));
   }
   d.tables.push_back(t);
   d.notes = {

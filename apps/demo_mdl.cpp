@@ -80,7 +80,10 @@ Demo demo_mdl(const DemoOptions& o) {
     d.numbers.push_back({str(keys[i], "_model_bits"), l.model});
     d.numbers.push_back({str(keys[i], "_data_bits"), l.data});
   }
-  d.numbers.push_back({"shortest", double(best)});
+  d.numbers.push_back({"shortest_row", double(best)});  // 0 float32 ... 5 int2, as in the table
+  d.numbers.push_back({"weights", double(count)});
+  d.numbers.push_back({"sigma", std::sqrt(sigma2)});
+  d.numbers.push_back({"b", b});
   d.tables.push_back(t);
   d.notes = {
       str("A prior fitted to the weights sends them to 2^-8 in ", fixed(lines[1].model / double(count), 2),
@@ -88,8 +91,8 @@ Demo demo_mdl(const DemoOptions& o) {
           "λ‖w‖² or λ‖w‖₁ is that code length, up to constants."),
       str("Quantization shortens the model part by limiting the numbers themselves: ",
           fixed(lines[3].model / double(count), 2), " bits per weight at 8 bits, ", fixed(lines[5].model / double(count), 2),
-          " at 2; the data part grows from ", fixed(lines[3].data, 0), " to ", fixed(lines[5].data, 0),
-          " bits as the coarser grid fits the labels worse."),
+          " at 2; the data part goes from ", fixed(lines[3].data, 0), " to ", fixed(lines[5].data, 0),
+          " bits, the coarser grid's fit to the labels."),
       str("Shortest here: ", lines[best].label, ".")};
   Plot p{"two-part description length of one network by the weights' bits", "bits per weight on the grid",
          "bits (log scale)", false, true, false, {}};

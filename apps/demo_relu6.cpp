@@ -18,7 +18,8 @@ Demo demo_relu6(const DemoOptions& o) {
   DemoTable t{"int8 grid (affine, min-max over 1000 test images) of each hidden layer's outputs",
               {"network", "layer", "max", "99.9th pct", "outputs > 6 %", "step Δ", "rounding RMS", "SQNR dB"},
               {}};
-  DemoTable acc{"accuracy on 2000 test images", {"network", "float %", "W8A8 PTQ %", "W4A4 PTQ %"}, {}};
+  DemoTable acc{str("accuracy on ", kDemoTestImages, " test images"), {"network", "float %", "W8A8 PTQ %", "W4A4 PTQ %"},
+                {}};
   for (const char* f : {"relu", "relu6"}) {
     const std::string spec = str("flatten-linear(256)-", f, "-linear(128)-", f, "-linear(10)");
     const DemoNet net = demo_net(o, spec);
@@ -53,8 +54,8 @@ Demo demo_relu6(const DemoOptions& o) {
   d.tables = {t, acc};
   d.notes = {str("Hidden 1: ReLU reaches ", fixed(d.number("relu_hidden1_max"), 2), ", so its int8 step is ",
                  sci(d.number("relu_hidden1_step")), "; ReLU6 stops at ", fixed(d.number("relu6_hidden1_max"), 2),
-                 " with a step of ", sci(d.number("relu6_hidden1_step")), ", and its rounding error is ",
-                 fixed(d.number("relu_hidden1_rms") / d.number("relu6_hidden1_rms"), 1), "x smaller."),
+                 " with a step of ", sci(d.number("relu6_hidden1_step")), "; ReLU's rounding RMS is ",
+                 fixed(d.number("relu_hidden1_rms") / d.number("relu6_hidden1_rms"), 2), "x ReLU6's."),
              str("Float accuracy: ", fixed(100 * d.number("relu_float_accuracy"), 2), " % with ReLU, ",
                  fixed(100 * d.number("relu6_float_accuracy"), 2), " % with ReLU6; at W4A4 ",
                  fixed(100 * d.number("relu_w4a4_accuracy"), 2), " % and ", fixed(100 * d.number("relu6_w4a4_accuracy"), 2),

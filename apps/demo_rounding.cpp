@@ -88,6 +88,7 @@ Demo demo_rounding(const DemoOptions& o) {
   const ClipPoint& m = sweep.back();
   d.numbers.insert(d.numbers.begin(),
                    {{"assumed_saturated_fraction", double(ea.saturated) / double(ea.count)},
+                    {"assumed_saturation_sse", ea.saturation_sse},
                     {"assumed_sse", ea.total_sse()},
                     {"maxabs_saturation_sse", m.error.saturation_sse},
                     {"maxabs_rounding_sse", m.error.rounding_sse},
@@ -96,14 +97,15 @@ Demo demo_rounding(const DemoOptions& o) {
                     {"best_rounding_sse", b.error.rounding_sse},
                     {"best_sse", b.error.total_sse()}});
   d.notes = {
-      str("Assumed ±1: ", fixed(100.0 * double(ea.saturated) / double(ea.count), 1), " % of the values saturate and "
-          "the saturation error dominates (", sci(ea.saturation_sse), " of ", sci(ea.total_sse()), ")."),
+      str("Assumed ±1: ", fixed(100.0 * double(ea.saturated) / double(ea.count), 1), " % of the values saturate; "
+          "saturation error ", sci(ea.saturation_sse), ", rounding error ", sci(ea.rounding_sse), "."),
       str("Max-abs scaling: nothing saturates, but the step is ", sci(m.qparams.scale[0]), " and the rounding error is ",
           sci(m.error.rounding_sse), "."),
-      str("Clipping at ", fixed(b.ratio, 2), " of the range saturates ", fixed(100.0 * double(b.error.saturated) /
-          double(b.error.count), 3), " % and cuts the total error ", fixed(m.error.total_sse() / b.error.total_sse(), 1),
-          "x below max-abs: the rounding error falls with the step (Δ²/12 per value) faster than the few clipped "
-          "values add.")};
+      b.ratio < 1 ? str("Clipping at ", fixed(b.ratio, 2), " of the range saturates ", fixed(100.0 *
+                        double(b.error.saturated) / double(b.error.count), 3), " % and cuts the total error ",
+                        fixed(m.error.total_sse() / b.error.total_sse(), 2), "x below max-abs: the rounding error falls "
+                        "with the step (Δ²/12 per value) faster than the few clipped values add.")
+                  : std::string("No clip ratio below 1 beats max-abs on these values.")};
 
   Plot p{"int8 error of layer 1's outputs by clip ratio (the grid covers ratio x max |x|)",
          "clip ratio (1 = max-abs scaling)", "sum of squared errors (log scale)", false, true, false, {}};

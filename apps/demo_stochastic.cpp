@@ -22,7 +22,8 @@ Demo demo_stochastic(const DemoOptions& o) {
               {}};
   Rng rng(o.seed);
   double worst_z = 0, nearest_bias = 0, stochastic_bias = 0;
-  for (double v : {0.1, 0.25, 0.5, 0.7, 0.9, 2.3, -1.6}) {
+  const double values[] = {0.1, 0.25, 0.5, 0.7, 0.9, 2.3, -1.6};
+  for (double v : values) {
     const double n = round_value(float(v), Rounding::nearest_even);
     double sum = 0, sq = 0;
     for (int i = 0; i < kDraws; ++i) {
@@ -37,8 +38,8 @@ Demo demo_stochastic(const DemoOptions& o) {
     t.rows.push_back({fixed(v, 2), fixed(n, 0), fixed(n - v, 2), fixed(mean, 4), fixed(mean - v, 4), fixed(se, 4),
                       fixed(z, 2)});
   }
-  d.numbers.push_back({"nearest_mean_abs_bias", nearest_bias / 7});
-  d.numbers.push_back({"stochastic_mean_abs_bias", stochastic_bias / 7});
+  d.numbers.push_back({"nearest_mean_abs_bias", nearest_bias / double(std::size(values))});
+  d.numbers.push_back({"stochastic_mean_abs_bias", stochastic_bias / double(std::size(values))});
   d.numbers.push_back({"stochastic_worst_z", worst_z});
 
   DemoTable sgd{"mlp on 10000 MNIST training images, one epoch, lr 0.05: weights on an 8-bit fixed-point grid, every "
@@ -62,7 +63,7 @@ Demo demo_stochastic(const DemoOptions& o) {
       str("Over these values nearest is off by ", fixed(d.number("nearest_mean_abs_bias"), 3),
           " on average, every time; stochastic's mean is off by ", fixed(d.number("stochastic_mean_abs_bias"), 4),
           ", at most ", fixed(worst_z, 1), " standard errors: unbiased."),
-      str("Low-precision SGD: rounded to nearest the updates below half a step vanish and training stalls at ",
+      str("Low-precision SGD: rounded to nearest, every update below half a grid step is lost; training reaches ",
           fixed(100 * d.number("nearest_accuracy"), 2), " %; rounded stochastically it reaches ",
           fixed(100 * d.number("stochastic_accuracy"), 2), " % (float: ", fixed(100 * fp.test_accuracy, 2), " %).")};
   Plot p{"mean of 10000 roundings of v against v", "v (grid steps)", "mean rounded value", false, false, true, {}};

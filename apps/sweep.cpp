@@ -422,7 +422,16 @@ double spearman(const std::vector<double>& x, const std::vector<double>& y) {
     sxx += (rx[i] - mx) * (rx[i] - mx);
     syy += (ry[i] - my) * (ry[i] - my);
   }
-  return sxx > 0 && syy > 0 ? sxy / std::sqrt(sxx * syy) : 0.0;
+  return sxx > 0 && syy > 0 ? sxy / std::sqrt(sxx * syy) : std::nan("");  // a constant column ranks nothing
+}
+
+// A correlation for a table: "-" where there is none to compute.
+std::string rho(const std::vector<double>& x, const std::vector<double>& y) {
+  const double r = spearman(x, y);
+  if (std::isnan(r)) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3f", r);
+  return b;
 }
 
 // DIR/tables.md: the sweep's numbers as Markdown tables, mean +- standard deviation over seeds.
@@ -485,9 +494,10 @@ void write_tables(const SweepOptions& o, const std::vector<Row>& rows) {
   std::map<std::string, std::map<int, std::vector<const Row*>>> bounds;
   for (const Row& r : rows)
     if (r.at("scope") == "wa") bounds[r.at("model") + " " + r.at("method")][std::stoi(r.at("bits"))].push_back(&r);
-  md += "\n## The error bound at the logits (weights and activations quantized; over regularizers and seeds)\n\n"
-        "| model, method | bits | mean "
-        "bound | mean measured | measured / bound | certified (%) | kept (%) |\n|---|---|---|---|---|---|---|\n";
+  if (!bounds.empty())
+    md += "\n## The error bound at the logits (weights and activations quantized; over regularizers and seeds)\n\n"
+          "| model, method | bits | mean "
+          "bound | mean measured | measured / bound | certified (%) | kept (%) |\n|---|---|---|---|---|---|---|\n";
   for (const auto& [label, by_bits] : bounds)
     for (auto it = by_bits.rbegin(); it != by_bits.rend(); ++it) {
       std::vector<double> b, m, ratio, c, k;
@@ -511,10 +521,8 @@ void write_tables(const SweepOptions& o, const std::vector<Row>& rows) {
       drop.push_back(num(*r, "drop")), b.push_back(num(*r, "mean_bound")), m.push_back(num(*r, "mean_logit_change"));
       kl.push_back(num(*r, "kl")), kla.push_back(num(*r, "kl_approx")), eb.push_back(num(*r, "entropy_bits"));
     }
-    char line[256];
-    std::snprintf(line, sizeof line, "| %s | %zu | %.3f | %.3f | %.3f | %.3f | %.3f |\n", label.c_str(), rs.size(),
-                  spearman(b, drop), spearman(m, drop), spearman(kl, drop), spearman(kla, drop), spearman(eb, drop));
-    md += line;
+    md += str("| ", label, " | ", rs.size(), " | ", rho(b, drop), " | ", rho(m, drop), " | ", rho(kl, drop), " | ",
+              rho(kla, drop), " | ", rho(eb, drop), " |\n");
   }
   // 5. At one bit width, across the float models: which of them lose more, and does the bound,
   // the KL or the weights' size (idea 4) or shape (max |w| against ||w||_2, kurtosis: what a
@@ -522,7 +530,8 @@ void write_tables(const SweepOptions& o, const std::vector<Row>& rows) {
   std::map<std::string, std::map<int, std::vector<const Row*>>> at_bits;
   for (const Row& r : rows)
     if (r.at("method") == "ptq" && r.at("scope") == "wa") at_bits[r.at("model")][std::stoi(r.at("bits"))].push_back(&r);
-  md += "\n## At one bit width, across the float models (PTQ, weights and activations; Spearman with the drop)\n\n"
+  if (!at_bits.empty())
+    md += "\n## At one bit width, across the float models (PTQ, weights and activations; Spearman with the drop)\n\n"
         "| model | bits | models | mean bound | exact KL | ‖w‖₂ | max \\|w\\| | max \\|w\\| / ‖w‖₂ | kurtosis |\n"
         "|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& [model, by_bits] : at_bits)
@@ -533,11 +542,8 @@ void write_tables(const SweepOptions& o, const std::vector<Row>& rows) {
         l2.push_back(num(*r, "w_l2")), mx.push_back(num(*r, "w_max")), ku.push_back(num(*r, "w_kurtosis"));
         crest.push_back(num(*r, "w_l2") > 0 ? num(*r, "w_max") / num(*r, "w_l2") : 0.0);
       }
-      char line[256];
-      std::snprintf(line, sizeof line, "| %s | %d | %zu | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", model.c_str(),
-                    it->first, drop.size(), spearman(b, drop), spearman(kl, drop), spearman(l2, drop),
-                    spearman(mx, drop), spearman(crest, drop), spearman(ku, drop));
-      md += line;
+      md += str("| ", model, " | ", it->first, " | ", drop.size(), " | ", rho(b, drop), " | ", rho(kl, drop), " | ",
+                rho(l2, drop), " | ", rho(mx, drop), " | ", rho(crest, drop), " | ", rho(ku, drop), " |\n");
     }
   write_file_atomic((fs::path(o.dir) / "tables.md").string(), md);
 }

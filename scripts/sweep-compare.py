@@ -29,9 +29,12 @@ def main():
     a = ap.parse_args()
     path = os.path.join(a.dir, "results.jsonl")
     try:
-        rows = [json.loads(line) for line in open(path)]
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
     except OSError as e:
         raise SystemExit(f"sweep-compare.py: {path}: {e.strerror}")
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"sweep-compare.py: {path}: a line that is not JSON ({e})")
     cells = collections.defaultdict(list)
     by_seed = {}
     for r in rows:
@@ -55,7 +58,7 @@ def main():
                     x = cells.get((model, method, a.scope, "nearest", reg, b), [])
                     out.append(f"{st.mean(x) - st.mean(base):+.2f} ({welch(x, base):+.1f})" if len(x) > 1 else "-")
                 print(f"| {model} {method} | {b} | " + " | ".join(out) + " |")
-    print(f"\nQAT, stochastic minus nearest rounding: mean drop over every regularizer and seed, points\n")
+    print("\nQAT, stochastic minus nearest rounding: mean drop over every regularizer and seed, points\n")
     print("| model | bits | nearest | stochastic | cells where stochastic is worse |")
     print("|---|---|---|---|---|")
     for model in sorted({k[0] for k in cells}):
@@ -72,8 +75,8 @@ def main():
                 worse = sum(1 for x, y in pairs if y > x)
                 print(f"| {model} | {b} | {st.mean(n):.2f} | {st.mean(s):.2f} | {worse} of {len(pairs)} |")
 
-    print(f"\nDescription length (bits), mean over every regularizer and seed: entropy of the integer weights "
-          f"+ the labels of the data-bits images\n")
+    print("\nDescription length (bits), mean over every regularizer and seed, nearest rounding: entropy of the "
+          "integer weights + the labels of the data-bits images\n")
     print("| model, method | bits | model bits | data bits | total | test accuracy (%) |")
     print("|---|---|---|---|---|---|")
     dl = collections.defaultdict(list)
