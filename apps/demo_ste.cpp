@@ -47,7 +47,8 @@ Trained train_on_grid(const DemoBatch& train, const DemoBatch& test, const std::
   Rng rng(seed);
   Variable w(Tensor::uniform({10, 784}, rng, -0.01f, 0.01f), true);
   const Tensor w0 = w.value().clone();
-  for (float v : fake_quant_values(w0, qp, spec).values()) t.initial_nonzero += v != 0.f;
+  const Tensor q0 = fake_quant_values(w0, qp, spec);
+  for (float v : q0.values()) t.initial_nonzero += v != 0.f;
   const Tensor x = train.images.reshape({train.images.size(0), 784});
   const float lr = 0.1f;
   for (int epoch = 0; epoch < 2; ++epoch)
