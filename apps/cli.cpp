@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 
@@ -107,6 +108,18 @@ std::vector<int> bit_width_list(const char* flag, const std::string& s) {
   for (int b : bits)
     if (b < 2 || b > 8) throw UsageError(str("--", flag, ": expected widths in 2..8, got ", b));
   return bits;
+}
+
+std::string fixed(double v, int digits) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
+}
+
+std::string sci(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.3g", v);
+  return b;
 }
 
 }  // namespace crayon

@@ -51,6 +51,10 @@ std::vector<T> number_list(const char* flag, const std::string& s) {
   }
   return out;
 }
+// Numbers for people: fixed(v, d) is "%.*f", sci(v) is "%.3g".
+std::string fixed(double v, int digits);
+std::string sci(double v);
+
 // Bit widths 2..8, as --bits and --sensitivity-bits take them.
 std::vector<int> bit_width_list(const char* flag, const std::string& s);
 

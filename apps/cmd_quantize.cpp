@@ -2,6 +2,11 @@
 // for quantization (BN folded, fake-quant on weights and activations), lets the activation
 // observers watch a few batches of training images, freezes them, and writes a quantized
 // checkpoint that `crayon eval` and `crayon export` read like a QAT one.
+//
+// Before calibration, optionally (the PTQ pipeline of Nagel et al.'s 2021 white paper,
+// sec. 4): cross-layer equalization of the float model (quant/equalize.h), then bias
+// correction of the weight-quantized model, empirical on the calibration batches or
+// data-free from the batch norms (quant/bias_correction.h).
 #include <cstdio>
 
 #include "apps/cli.h"
@@ -12,6 +17,9 @@
 #include "core/parallel.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "quant/bias_correction.h"
+#include "quant/bn_fold.h"
+#include "quant/equalize.h"
 #include "quant/qat.h"
 
 namespace crayon {
@@ -20,7 +28,8 @@ int cmd_quantize(int argc, char** argv) {
   std::string model_path, out = "model.q.h5", data_dir;
   int64_t calib_batches = 16, batch = 128;
   int threads = 2;
-  bool quiet = false;
+  bool quiet = false, equalize_layers = false;
+  std::string relu6 = "relu", bias_correction = "none";
   QuantFlags qflags;
   po::options_description opts("crayon quantize options");
   // clang-format off
@@ -31,6 +40,11 @@ int cmd_quantize(int argc, char** argv) {
     ("calib-batches", po::value(&calib_batches)->default_value(calib_batches), "training batches the observers see")
     ("batch-size", po::value(&batch)->default_value(batch), "images per calibration batch")
     ("data-dir", po::value(&data_dir), "folder holding the dataset's files (default: where the model was trained from)")
+    ("equalize", po::bool_switch(&equalize_layers), "cross-layer equalization of the float model before quantizing")
+    ("equalize-relu6", po::value(&relu6)->default_value(relu6), "a ReLU6 between two layers to equalize: relu "
+     "(replace it by ReLU, as AIMET does) or keep (leave the pair alone)")
+    ("bias-correction", po::value(&bias_correction)->default_value(bias_correction)->implicit_value("empirical"),
+     "none, empirical (measured on the calibration batches) or data-free (from the batch norms)")
     ("threads", po::value(&threads)->default_value(threads), "threads")
     ("quiet,q", po::bool_switch(&quiet), "print nothing");
   // clang-format on
@@ -40,6 +54,13 @@ int cmd_quantize(int argc, char** argv) {
   for (const char* f : {"calib-batches", "batch-size"}) require_positive(vm, f);
   require_threads(vm);
   require_path(vm, "out");
+  if (relu6 != "relu" && relu6 != "keep")
+    throw UsageError(str("--equalize-relu6: expected relu or keep, got '", relu6, "'"));
+  if (bias_correction != "none" && bias_correction != "empirical" && bias_correction != "data-free")
+    throw UsageError(str("--bias-correction: expected none, empirical or data-free, got '", bias_correction, "'"));
+  if (equalize_layers && bias_correction == "data-free")
+    throw UsageError("--bias-correction data-free: reads the batch norms' statistics, which --equalize rescales; "
+                     "use --bias-correction empirical with --equalize");
   QatConfig q = quant_config_from(vm, qflags);
   set_num_threads(threads);
 
@@ -68,18 +89,50 @@ int cmd_quantize(int argc, char** argv) {
   // augmentation, so the choice is reproducible from the checkpoint's seed.
   DataLoader loader(train, {.batch_size = batch, .shuffle = true, .seed = uint64_t(cfg.seed), .augment = false, .norm = norm});
   loader.start_epoch(0);
-  calibrate(*ck.model, loader.images(), calib_batches, q);
+  std::vector<Tensor> calib;
+  for (Tensor b; int64_t(calib.size()) < calib_batches && loader.images()(b);) calib.push_back(b.clone());
+
+  std::string steps;  // what was done before calibration, for the report
+  Sequential& model = *ck.model;
+  const std::vector<std::vector<double>> bn_means =
+      bias_correction == "data-free" ? bn_input_means(model) : std::vector<std::vector<double>>{};
+  if (equalize_layers) {
+    fold_batchnorm(model);
+    const EqualizeReport e =
+        equalize(model, {.relu6 = relu6 == "relu" ? Relu6Policy::replace : Relu6Policy::keep});
+    const EvalResult eq = evaluate(model, test, norm, eval_batch);
+    steps += str("  equalized ", e.pairs, " layer pairs in ", e.iterations, " sweeps (channel range spread ",
+                 fixed(e.spread_before, 1), " -> ", fixed(e.spread_after, 2), ")");
+    if (e.relu6_replaced) steps += str(", ", e.relu6_replaced, " ReLU6 replaced by ReLU");
+    if (e.pairs_skipped) steps += str(", ", e.pairs_skipped, " pairs through ReLU6 kept");
+    steps += str("; float accuracy ", fixed(eq.accuracy * 100, 2), "%\n");
+  }
+  prepare_qat(model, q);
+  if (bias_correction != "none") {
+    const std::vector<LayerBiasShift> r =
+        bias_correction == "empirical" ? correct_bias(model, calib) : correct_bias_data_free(model, bn_means);
+    int corrected = 0;
+    double shift = 0;
+    for (const LayerBiasShift& l : r)
+      if (l.corrected) ++corrected, shift = std::max(shift, l.mean_abs_shift);
+    steps += str("  bias correction (", bias_correction, "): ", corrected, " of ", r.size(),
+                 " layers, largest mean |shift| ", sci(shift), "\n");
+  }
+  size_t next = 0;
+  calibrate(model, [&](Tensor& b) { return next < calib.size() ? (b = calib[next++], true) : false; },
+            calib_batches, q);
   q.seed = uint64_t(cfg.seed);
   cfg.qat = describe(q);
   save_checkpoint(out, cfg, ck.input_shape, *ck.model, nullptr, ck.state);
 
   const EvalResult after = evaluate(*ck.model, test, norm, eval_batch);
   if (!quiet)
-    std::printf("%s: W%dA%d, %s observer on %lld calibration images -> %s\n  %s test accuracy: float %.2f%%, "
+    std::printf("%s: W%dA%d, %s observer on %lld calibration images -> %s\n%s  %s test accuracy: float %.2f%%, "
                 "quantized %.2f%% (%+.2f points)\n",
                 model_path.c_str(), q.weight.bits, q.act.bits, q.observer.c_str(),
-                (long long)std::min(calib_batches * batch, train.size()), out.c_str(), cfg.dataset.c_str(),
-                before.accuracy * 100, after.accuracy * 100, (after.accuracy - before.accuracy) * 100);
+                (long long)std::min(calib_batches * batch, train.size()), out.c_str(), steps.c_str(),
+                cfg.dataset.c_str(), before.accuracy * 100, after.accuracy * 100,
+                (after.accuracy - before.accuracy) * 100);
   return 0;
 }
 

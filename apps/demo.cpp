@@ -57,17 +57,6 @@ const DemoInfo& find_demo(const std::string& name) {
   throw std::invalid_argument(str("expected a demo name (", list, "), got '", name, "'"));
 }
 
-std::string fixed(double v, int digits) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", digits, v);
-  return b;
-}
-
-std::string sci(double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.3g", v);
-  return b;
-}
 
 namespace {
 

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "apps/cli.h"
 #include "apps/plot.h"
 #include "apps/train_config.h"
 #include "core/tensor.h"
@@ -54,10 +55,7 @@ const DemoInfo& find_demo(const std::string& name);  // throws std::invalid_argu
 std::string format_demo(const Demo& d);
 std::string demo_json(const Demo& d);
 
-// What the demos share.
-std::string fixed(double v, int digits);  // "%.*f"
-std::string sci(double v);                // "%.3g"
-
+// What the demos share (and fixed() / sci() of apps/cli.h).
 // A small network trained on the first `images` MNIST training images for `epochs` epochs
 // (SGD, momentum 0.9, lr 0.05, cosine; `adjust` may change any setting), or the --model
 // checkpoint when one is given and `spec` is empty. Trained in a temporary folder that is

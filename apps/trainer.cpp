@@ -8,6 +8,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "apps/cli.h"
 #include "apps/evaluate.h"
 #include "apps/progress.h"
 #include "apps/train_checkpoint.h"
@@ -113,11 +114,6 @@ class EpochLog {
   bool jsonl_ = false;
 };
 
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
 std::string fixed4(double v) { return fixed(v, 4); }
 std::string fixed1(double v) { return fixed(v, 1); }
 std::string pct(double v) { return fixed(v * 100, 2) + "%"; }

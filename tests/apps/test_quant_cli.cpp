@@ -129,6 +129,44 @@ TEST_CASE("quantize and eval: PTQ from the command line, reported beside the flo
   CHECK(cli.first_error_line().find("expected a float checkpoint") != std::string::npos);
 }
 
+TEST_CASE("quantize --equalize --bias-correction: the PTQ pipeline from the command line, exported to int8") {
+  TempDir dir;
+  TrainRun run = small_run(dir / "float.h5", "lenet5");
+  run.config.epochs = 1;
+  run_training(run);
+  const Cli cli(dir);
+  REQUIRE(cli("quantize --model " + (dir / "float.h5") + " --out " + (dir / "q.h5") +
+              " --weight-bits 4 --per-tensor --equalize --bias-correction --calib-batches 4") == 0);
+  const std::string said = cli.output();
+  INFO(said);
+  CHECK(said.find("equalized 4 layer pairs") != std::string::npos);
+  CHECK(said.find("4 ReLU6 replaced by ReLU") != std::string::npos);
+  CHECK(said.find("bias correction (empirical): 5 of 5 layers") != std::string::npos);
+  // The result is a normal quantized checkpoint (ReLU in place of the equalized ReLU6s):
+  // it evaluates near float and exports to the integer engine unchanged.
+  TrainCheckpoint q = load_train_checkpoint(dir / "q.h5");
+  REQUIRE(q.quantized);
+  CHECK(float_spec(*q.model) == "conv(6,5,pad=2)-relu-maxpool(2)-conv(16,5)-relu-maxpool(2)-flatten-linear(120)-relu-"
+                                "linear(84)-relu-linear(10)");
+  const EvalResult fq = eval_on_1000(*q.model);
+  const EvalResult fl = eval_on_1000(*load_train_checkpoint(dir / "float.h5").model);
+  CHECK(fq.accuracy > fl.accuracy - 0.05);
+  REQUIRE(cli("export --model " + (dir / "q.h5") + " --out " + (dir / "q.int8.h5")) == 0);
+  REQUIRE(cli("eval --model " + (dir / "q.int8.h5") + " --limit 1000 --json") == 0);
+  CHECK(cli.output().find("\"accuracy\"") != std::string::npos);
+
+  // Data-free correction needs batch norms (lenet5 has none: nothing is corrected) and is
+  // refused beside --equalize; bad values are named.
+  REQUIRE(cli("quantize --model " + (dir / "float.h5") + " --out " + (dir / "d.h5") + " --bias-correction data-free") == 0);
+  CHECK(cli.output().find("bias correction (data-free): 0 of 5 layers") != std::string::npos);
+  CHECK(cli("quantize --model " + (dir / "float.h5") + " --equalize --bias-correction data-free") == 2);
+  CHECK(cli.first_error_line().find("--bias-correction data-free") != std::string::npos);
+  CHECK(cli("quantize --model " + (dir / "float.h5") + " --bias-correction sometimes") == 2);
+  CHECK(cli.first_error_line().find("--bias-correction: expected none, empirical or data-free") != std::string::npos);
+  CHECK(cli("quantize --model " + (dir / "float.h5") + " --equalize --equalize-relu6 clip") == 2);
+  CHECK(cli.first_error_line().find("--equalize-relu6") != std::string::npos);
+}
+
 TEST_CASE("train --init: QAT fine-tunes a float checkpoint, starting from its accuracy") {
   TempDir dir;
   TrainRun base = small_run(dir / "float.h5", "lenet5");

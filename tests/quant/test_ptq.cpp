@@ -1,0 +1,243 @@
+// The PTQ pipeline beyond plain calibration: cross-layer equalization (quant/equalize.h)
+// and bias correction (quant/bias_correction.h). Exact properties: equalization leaves
+// the float function unchanged and evens out the ranges it claims to; empirical bias
+// correction removes the mean output shift it measures; the data-free correction predicts
+// the shift the empirical one measures when the data is what the batch norm says it is.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "core/check.h"
+#include "core/ops.h"
+#include "nn/activations.h"
+#include "nn/batchnorm.h"
+#include "nn/conv2d.h"
+#include "nn/linear.h"
+#include "nn/spec.h"
+#include "quant/bias_correction.h"
+#include "quant/equalize.h"
+#include "quant/qat.h"
+#include "tests/support/tensors.h"
+
+using namespace crayon;
+using crayon::testing::bitwise_equal;
+using crayon::testing::check_close;
+
+namespace {
+
+Tensor weight_of(const Module& m) {
+  for (const auto& [n, v] : m.named_parameters())
+    if (n == "weight") return v.value();
+  FAIL("no weight");
+  return {};
+}
+
+// Multiplies output channel c of every weight layer by a factor in [1/8, 8] (and its bias
+// with it), so that channel ranges differ widely, as in trained networks.
+void spread_channels(Sequential& model, uint64_t seed) {
+  Rng rng(seed);
+  for (size_t i = 0; i < model.size(); ++i) {
+    if (!dynamic_cast<Conv2d*>(&model[i]) && !dynamic_cast<Linear*>(&model[i])) continue;
+    Tensor w = weight_of(model[i]);
+    const int64_t C = w.size(0), per = w.numel() / C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float f = std::exp2(rng.uniform(-3.f, 3.f));
+      for (int64_t j = 0; j < per; ++j) w.data()[c * per + j] *= f;
+    }
+  }
+}
+
+Tensor logits(Sequential& model, const Tensor& x) {
+  NoGradGuard ng;
+  model.eval();
+  return model(Variable(x)).value().clone();
+}
+
+// max |W[c, ...]| per output channel, and max |W[:, c, ...]| per input channel block.
+std::vector<double> out_ranges(const Tensor& w) {
+  const int64_t C = w.size(0), per = w.numel() / C;
+  std::vector<double> r(size_t(C), 0.0);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t j = 0; j < per; ++j) r[size_t(c)] = std::max(r[size_t(c)], double(std::fabs(w.data()[c * per + j])));
+  return r;
+}
+std::vector<double> in_ranges(const Tensor& w, int64_t channels) {
+  const int64_t O = w.size(0), k = w.numel() / (O * channels);
+  std::vector<double> r(size_t(channels), 0.0);
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t j = 0; j < k; ++j)
+        r[size_t(c)] = std::max(r[size_t(c)], double(std::fabs(w.data()[(o * channels + c) * k + j])));
+  return r;
+}
+
+const char* kReluNet = "conv(6,3,pad=1)-relu-maxpool(2)-conv(8,3)-relu-flatten-linear(20)-relu-dropout(0.5)-linear(5)";
+
+}  // namespace
+
+// ---------------------------------------------------------------- equalization
+
+TEST_CASE("equalize: ReLU pairs through maxpool and flatten keep the float logits and even out the ranges") {
+  Rng rng(1);
+  auto model = build_model(kReluNet, {2, 10, 10}, rng);
+  spread_channels(*model, 2);
+  const Tensor x = crayon::testing::normal({4, 2, 10, 10}, 3);
+  const Tensor before = logits(*model, x);
+
+  const EqualizeReport r = equalize(*model);
+  CHECK(r.pairs == 3);
+  CHECK(r.relu6_replaced == 0);
+  CHECK(r.pairs_skipped == 0);
+  CHECK(r.iterations >= 2);
+  CHECK(r.spread_after < r.spread_before);
+  CHECK(model->spec() == build_model(kReluNet, {2, 10, 10}, rng)->spec());
+  // The function is unchanged (a positive per-channel scale commutes with ReLU and max).
+  check_close(logits(*model, x), before, 2e-5, {}, "logits after equalization");
+  // Each pair's ranges meet: output channel c of the first layer and input block c of the
+  // second have (nearly, after convergence) the same range.
+  const size_t layers[] = {0, 3, 6, 9};
+  for (int p = 0; p < 3; ++p) {
+    INFO("pair ", p);
+    const Tensor w1 = weight_of((*model)[layers[p]]), w2 = weight_of((*model)[layers[p + 1]]);
+    const std::vector<double> r1 = out_ranges(w1), r2 = in_ranges(w2, w1.size(0));
+    for (size_t c = 0; c < r1.size(); ++c) CHECK(r1[c] == doctest::Approx(r2[c]).epsilon(2e-3));
+  }
+}
+
+TEST_CASE("equalize: ReLU6 is replaced by ReLU or its pairs are kept, and a BN or a prepared model is refused") {
+  const char* spec6 = "conv(4,3)-relu6-conv(5,3)-relu-flatten-linear(3)";
+  const char* spec_relu = "conv(4,3)-relu-conv(5,3)-relu-flatten-linear(3)";
+  const Tensor x = crayon::testing::normal({3, 1, 9, 9}, 4);
+  {
+    Rng rng(5);
+    auto model = build_model(spec6, {1, 9, 9}, rng);
+    spread_channels(*model, 6);
+    const Tensor before = logits(*model, x);
+    const Tensor w0 = weight_of((*model)[0]).clone();
+    const EqualizeReport r = equalize(*model, {.relu6 = Relu6Policy::keep});
+    CHECK(r.pairs == 1);
+    CHECK(r.pairs_skipped == 1);
+    CHECK(model->spec() == build_model(spec6, {1, 9, 9}, rng)->spec());
+    CHECK(bitwise_equal(weight_of((*model)[0]), w0));  // the ReLU6 pair is untouched
+    check_close(logits(*model, x), before, 2e-5, {}, "logits with ReLU6 kept");
+  }
+  {
+    // Replaced: the result computes what the same weights compute with ReLU in its place.
+    Rng a(5), b(5);
+    auto model = build_model(spec6, {1, 9, 9}, a);
+    auto relu_model = build_model(spec_relu, {1, 9, 9}, b);
+    spread_channels(*model, 6);
+    spread_channels(*relu_model, 6);
+    const Tensor want = logits(*relu_model, x);
+    const EqualizeReport r = equalize(*model);
+    CHECK(r.pairs == 2);
+    CHECK(r.relu6_replaced == 1);
+    CHECK(model->spec() == relu_model->spec());
+    check_close(logits(*model, x), want, 2e-5, {}, "logits with ReLU6 replaced");
+  }
+  Rng rng(7);
+  auto bn = build_model("conv(4,3,bias=0)-bn-relu-conv(2,3)", {1, 8, 8}, rng);
+  CHECK_THROWS_WITH_AS(equalize(*bn), doctest::Contains("fold it first"), std::invalid_argument);
+  auto prepared = build_model(spec_relu, {1, 9, 9}, rng);
+  prepare_qat(*prepared, QatConfig{});
+  CHECK_THROWS_WITH_AS(equalize(*prepared), doctest::Contains("prepared for quantization"), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------- bias correction
+
+TEST_CASE("bias correction: the measured mean output shift of every layer is gone after it") {
+  Rng rng(8);
+  auto model = build_model("conv(6,3,pad=1)-relu-maxpool(2)-conv(8,3,bias=0)-relu-flatten-linear(10)", {1, 10, 10}, rng);
+  QatConfig q;
+  q.weight.bits = 3;
+  prepare_qat(*model, q);
+  std::vector<Tensor> batches;
+  for (uint64_t s = 0; s < 3; ++s) batches.push_back(crayon::testing::normal({16, 1, 10, 10}, 10 + s));
+
+  // The float model as it was: what the shift is measured against.
+  const std::shared_ptr<Sequential> reference = float_copy(*model, {1, 10, 10});
+  const std::vector<LayerBiasShift> before = measure_bias_shift(*model, *reference, batches);
+  REQUIRE(before.size() == 3);
+  for (const LayerBiasShift& l : before) CHECK(l.mean_abs_shift > 1e-4);  // 3-bit weights move the means
+
+  const std::vector<LayerBiasShift> removed = correct_bias(*model, batches);
+  REQUIRE(removed.size() == 3);
+  CHECK(removed[0].corrected);
+  CHECK_FALSE(removed[1].corrected);  // no bias to correct
+  CHECK(removed[2].corrected);
+  CHECK(removed[0].mean_abs_shift == doctest::Approx(before[0].mean_abs_shift));
+
+  // Each corrected layer's mean output now equals the float layer's on the same inputs, to
+  // float rounding (a wrong sign would double the shift; a missing one would keep it).
+  const std::vector<LayerBiasShift> after = measure_bias_shift(*model, *reference, batches);
+  CHECK(after[0].mean_abs_shift < 1e-3 * before[0].mean_abs_shift);
+  CHECK(after[1].mean_abs_shift > 1e-4);  // left alone
+  CHECK(after[2].mean_abs_shift < 1e-3 * before[2].mean_abs_shift);
+  // The model still works as a quantized model: calibrate and evaluate.
+  size_t next = 0;
+  calibrate(*model, [&](Tensor& b) { return next < batches.size() ? (b = batches[next++], true) : false; }, 3, q);
+  CHECK(logits(*model, batches[0]).size(1) == 10);
+
+  Rng r2(9);
+  auto plain = build_model("flatten-linear(3)", {1, 10, 10}, r2);
+  CHECK_THROWS_WITH_AS(correct_bias(*plain, batches), doctest::Contains("not prepared"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(measure_bias_shift(*model, *plain, batches), doctest::Contains("does not have the weight layers"),
+                       std::invalid_argument);
+}
+
+TEST_CASE("bias correction: the data-free shift from BN statistics matches the one measured on BN-shaped data") {
+  // bn-relu6-conv and bn-relu-conv: inputs N(0, 1) give BN outputs N(beta, gamma^2) exactly
+  // (running mean 0, variance 1), which is what the data-free model of the input assumes.
+  for (const char* act : {"relu", "relu6", "dropout(0.5)"}) {
+    INFO(act);
+    Rng rng(11);
+    auto model = build_model(str("bn-", act, "-conv(5,3)-flatten-linear(4)"), {3, 6, 6}, rng);
+    auto& bn = dynamic_cast<BatchNorm&>((*model)[0]);
+    for (const auto& [n, v] : bn.named_parameters()) {
+      Tensor t = v.value();
+      const float vals[] = {n == "weight" ? 1.5f : 0.5f, n == "weight" ? 2.f : -1.f, n == "weight" ? 4.f : 3.f};
+      for (int c = 0; c < 3; ++c) t.data()[c] = vals[c];
+    }
+    const std::vector<std::vector<double>> means = bn_input_means(*model);
+    REQUIRE(means.size() == 2);
+    REQUIRE(means[0].size() == 3);
+    CHECK(means[1].empty());  // the linear reads a conv's output, not a BN's
+    if (std::string(act) == "relu") {
+      // E[relu(z)], z ~ N(0.5, 1.5^2): 0.5 Phi(1/3) + 1.5 phi(1/3)
+      CHECK(means[0][0] == doctest::Approx(0.5 * 0.6305586 + 1.5 * 0.3773832).epsilon(1e-6));
+    }
+
+    QatConfig q;
+    q.weight.bits = 3;
+    q.fold_bn = false;  // the BN stays, producing the data
+    auto measured = build_model(str("bn-", act, "-conv(5,3)-flatten-linear(4)"), {3, 6, 6}, rng);
+    for (size_t i = 0; i < model->size(); ++i) {  // same values in both
+      auto src = (*model)[i].named_parameters();
+      auto dst = (*measured)[i].named_parameters();
+      for (size_t j = 0; j < src.size(); ++j) dst[j].second.value().copy_from(src[j].second.value());
+    }
+    prepare_qat(*model, q);
+    prepare_qat(*measured, q);
+    std::vector<Tensor> batches;
+    for (uint64_t s = 0; s < 8; ++s) batches.push_back(crayon::testing::normal({512, 3, 6, 6}, 20 + s));
+    const std::vector<LayerBiasShift> predicted = correct_bias_data_free(*model, means);
+    const std::vector<LayerBiasShift> empirical = correct_bias(*measured, batches);
+    CHECK(predicted[0].corrected);
+    CHECK_FALSE(predicted[1].corrected);
+    CHECK(predicted[0].mean_abs_shift > 1e-3);
+    // Both corrected the conv's bias to nearly the same values (Monte Carlo error only).
+    auto conv_bias = [](const Sequential& m) {
+      for (size_t i = 0; i < m.size(); ++i)
+        if (dynamic_cast<const Conv2d*>(&m[i])) return m[i].named_parameters().at(1).second.value();
+      FAIL("no conv");
+      return Tensor();
+    };
+    const Tensor b_pred = conv_bias(*model), b_meas = conv_bias(*measured);
+    check_close(b_pred, b_meas, 0.05 * predicted[0].mean_abs_shift, Tensor::ones(b_meas.shape()), "corrected biases");
+    CHECK_THROWS_WITH_AS(correct_bias_data_free(*model, {means[0]}), doctest::Contains("input means"),
+                         std::invalid_argument);
+  }
+}
