@@ -34,6 +34,7 @@ int cmd_train(int argc, char** argv) {
     ("weight-decay", real_value(&c.weight_decay), "optimizer weight decay (all parameters)")
     ("l1", real_value(&c.l1), "L1 penalty lambda on weights: a Laplace prior")
     ("l2", real_value(&c.l2), "L2 penalty lambda on weights: a Gaussian prior")
+    ("kure", real_value(&c.kure), "KURE lambda: penalize each layer's weight kurtosis away from 1.8 (uniform)")
     ("lr-schedule", po::value(&c.lr_schedule)->default_value(c.lr_schedule),
      "constant | step:EVERY:GAMMA | cosine[:MIN] | warmup:STEPS[+SCHEDULE]")
     ("clip-grad-norm", real_value(&c.clip_grad_norm), "max global gradient norm (0: off)")

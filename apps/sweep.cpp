@@ -194,6 +194,7 @@ TrainConfig float_config(const SweepOptions& o, const SweepCell& c) {
   t.test_limit = o.test_limit;
   if (c.reg == "l1") t.l1 = c.lambda;
   if (c.reg == "l2") t.l2 = c.lambda;
+  if (c.reg == "kure") t.kure = c.lambda;
   return t;
 }
 
@@ -580,7 +581,10 @@ std::vector<SweepCell> sweep_cells(const SweepOptions& o) {
   std::vector<SweepCell> cells;
   for (const std::string& model : o.models)
     for (const std::string& reg : o.regs) {
-      const std::vector<double> lambdas = reg == "l1" ? o.l1 : reg == "l2" ? o.l2 : std::vector<double>{0.0};
+      const std::vector<double> lambdas = reg == "l1"     ? o.l1
+                                          : reg == "l2"   ? o.l2
+                                          : reg == "kure" ? o.kure
+                                                          : std::vector<double>{0.0};
       for (double lambda : lambdas)
         for (int64_t seed : o.seeds)
           for (int bits : o.bits)

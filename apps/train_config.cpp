@@ -23,6 +23,7 @@ void visit_config(TrainConfig& c, const ConfigVisitor& v) {
   v.real("weight_decay", c.weight_decay);
   v.real("l1", c.l1);
   v.real("l2", c.l2);
+  v.real("kure", c.kure);
   v.text("lr_schedule", c.lr_schedule);
   v.real("clip_grad_norm", c.clip_grad_norm);
   v.integer("seed", c.seed);
@@ -83,6 +84,7 @@ std::optional<ConfigProblem> check_config(const TrainConfig& c) {
   non_negative("weight_decay", c.weight_decay);
   non_negative("l1", c.l1);
   non_negative("l2", c.l2);
+  non_negative("kure", c.kure);
   if (c.l1 > 0 && c.l2 > 0) fail("l1", "expected one prior, got both l1 and l2");
   try {
     parse_schedule(c.lr_schedule);

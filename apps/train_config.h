@@ -21,6 +21,7 @@ struct TrainConfig {
   double weight_decay = 0.0;
   double l1 = 0.0;
   double l2 = 0.0;
+  double kure = 0.0;  // KURE lambda (optim/kure.h), 0: off
   std::string lr_schedule = "constant";
   double clip_grad_norm = 0.0;  // 0: off
   int64_t seed = 1;

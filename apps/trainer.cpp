@@ -21,6 +21,7 @@
 #include "nn/spec.h"
 #include "optim/adam.h"
 #include "optim/clip.h"
+#include "optim/kure.h"
 #include "optim/regularizer.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
@@ -267,17 +268,18 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
                                : str("The checkpoint '", run.resume, "' is untouched.");
       const std::string where = str("epoch ", epoch + 1, ", step ", state.step + 1, " (batch ", batch_index + 1, " of ",
                                     per_epoch, ")");
-      Variable logits, loss;
+      Variable logits, loss, objective;
       try {
         logits = (*model)(Variable(b.images));
         loss = cross_entropy(logits, b.labels);
+        if (cfg.kure > 0) objective = loss + kure_penalty(weights, float(cfg.kure));
       } catch (const AnomalyError& e) {
         throw AnomalyError(str("anomaly at ", where, ", forward: ", e.what(), "; stopped. ", stop_note));
       }
       const float lv = loss.item();
       if (!std::isfinite(lv)) throw std::runtime_error(str("loss became ", lv, " at ", where, "; stopped. ", stop_note));
       try {
-        loss.backward();
+        (objective.defined() ? objective : loss).backward();
       } catch (const AnomalyError& e) {
         throw AnomalyError(str("anomaly at ", where, ", backward: ", e.what(), "; stopped. ", stop_note));
       }

@@ -18,6 +18,7 @@
 #include "core/h5io.h"
 #include "core/rng.h"
 #include "nn/spec.h"
+#include "optim/kure.h"
 #include "tests/apps/app_support.h"
 #include "tests/support/tensors.h"
 
@@ -38,6 +39,29 @@ TEST_CASE("train: lenet5 learns real MNIST from 3000 images in two epochs") {
   CHECK(ck.state.epoch == 2);
   CHECK(ck.config.model == "lenet5");
   CHECK(ck.model->spec() == preset_spec("lenet5"));
+}
+
+TEST_CASE("train --kure: every layer's weight kurtosis ends nearer 1.8 than without it and accuracy is kept") {
+  TempDir dir;
+  auto kurtoses = [](const std::string& path) {
+    std::vector<double> k;
+    for (const auto& [name, v] : load_train_checkpoint(path).model->named_parameters())
+      if (v.ndim() >= 2) k.push_back(kurtosis(v).item());
+    return k;
+  };
+  TrainRun plain = small_run(dir / "plain.h5");
+  const double plain_acc = run_training(plain).back().test_acc;
+  TrainRun kure = small_run(dir / "kure.h5");
+  kure.config.kure = 0.1;
+  const double kure_acc = run_training(kure).back().test_acc;
+  CHECK(load_train_checkpoint(kure.out).config.kure == 0.1);
+  const std::vector<double> a = kurtoses(plain.out), b = kurtoses(kure.out);
+  REQUIRE(a.size() == 3);
+  for (size_t i = 0; i < a.size(); ++i) {
+    MESSAGE("layer ", i, ": kurtosis ", a[i], " without KURE, ", b[i], " with");
+    CHECK(std::fabs(b[i] - 1.8) < std::fabs(a[i] - 1.8));
+  }
+  CHECK(kure_acc > plain_acc - 0.03);
 }
 
 TEST_CASE("train: an interrupted run resumed from its checkpoint ends with the same weights") {
