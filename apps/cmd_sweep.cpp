@@ -28,7 +28,7 @@ std::vector<std::string> choices(const char* flag, const std::string& s, std::in
 
 int cmd_sweep(int argc, char** argv) {
   SweepOptions o;
-  std::string models, regs, l1, l2, kure, bits, scopes, methods, roundings, seeds;
+  std::string models, regs, l1, l2, kure, grad_l1, bits, scopes, methods, roundings, seeds;
   bool quick = false, no_plots = false;
   po::options_description opts("crayon sweep options");
   // clang-format off
@@ -39,10 +39,11 @@ int cmd_sweep(int argc, char** argv) {
     ("quick", po::bool_switch(&quick), "a small subset in a few minutes: mlp, none and l2 1e-3, bits 8,4,2, PTQ and "
                                        "QAT, one seed, one epoch on 5000 images (flags after it still apply)")
     ("models", po::value(&models), "presets or specs (default lenet5,mlp)")
-    ("regs", po::value(&regs), "none,l1,l2,kure (default none,l1,l2)")
+    ("regs", po::value(&regs), "none,l1,l2,kure,gradl1 (default none,l1,l2)")
     ("l1", po::value(&l1), "L1 strengths (default 1e-5,3e-5,1e-4)")
     ("l2", po::value(&l2), "L2 strengths (default 1e-4,3e-4,1e-3)")
     ("kure", po::value(&kure), "KURE strengths (default 0.01,0.1,1)")
+    ("grad-l1", po::value(&grad_l1), "gradient-L1 strengths (default 1e-5,1e-4,1e-3)")
     ("bits", po::value(&bits), "bit widths, 2..8 (default 8,6,4,3,2)")
     ("scopes", po::value(&scopes), "wa (weights and activations at the bits), w (weights; activations 8-bit)")
     ("methods", po::value(&methods), "ptq,qat (default both)")
@@ -79,10 +80,11 @@ int cmd_sweep(int argc, char** argv) {
   require_path(vm, "dir");
   require_one_of(vm, "dataset", {"mnist", "fashion-mnist", "cifar10"});
   if (vm.count("models")) o.models = split_list(models);
-  if (vm.count("regs")) o.regs = choices("regs", regs, {"none", "l1", "l2", "kure"});
+  if (vm.count("regs")) o.regs = choices("regs", regs, {"none", "l1", "l2", "kure", "gradl1"});
   if (vm.count("l1")) o.l1 = number_list<double>("l1", l1);
   if (vm.count("l2")) o.l2 = number_list<double>("l2", l2);
   if (vm.count("kure")) o.kure = number_list<double>("kure", kure);
+  if (vm.count("grad-l1")) o.grad_l1 = number_list<double>("grad-l1", grad_l1);
   if (vm.count("bits")) o.bits = bit_width_list("bits", bits);
   for (double v : o.l1)
     if (!(v > 0)) throw UsageError(str("--l1: expected positive strengths, got ", v));
@@ -90,6 +92,8 @@ int cmd_sweep(int argc, char** argv) {
     if (!(v > 0)) throw UsageError(str("--l2: expected positive strengths, got ", v));
   for (double v : o.kure)
     if (!(v > 0)) throw UsageError(str("--kure: expected positive strengths, got ", v));
+  for (double v : o.grad_l1)
+    if (!(v > 0)) throw UsageError(str("--grad-l1: expected positive strengths, got ", v));
   if (vm.count("scopes")) o.scopes = choices("scopes", scopes, {"wa", "w"});
   if (vm.count("methods")) o.methods = choices("methods", methods, {"ptq", "qat"});
   if (vm.count("roundings")) o.roundings = choices("roundings", roundings, {"nearest", "stochastic"});

@@ -35,6 +35,7 @@ int cmd_train(int argc, char** argv) {
     ("l1", real_value(&c.l1), "L1 penalty lambda on weights: a Laplace prior")
     ("l2", real_value(&c.l2), "L2 penalty lambda on weights: a Gaussian prior")
     ("kure", real_value(&c.kure), "KURE lambda: penalize each layer's weight kurtosis away from 1.8 (uniform)")
+    ("grad-l1", real_value(&c.grad_l1), "gradient-L1 lambda: penalize ||dL/dw||_1 (float training; ~3x per step)")
     ("lr-schedule", po::value(&c.lr_schedule)->default_value(c.lr_schedule),
      "constant | step:EVERY:GAMMA | cosine[:MIN] | warmup:STEPS[+SCHEDULE]")
     ("clip-grad-norm", real_value(&c.clip_grad_norm), "max global gradient norm (0: off)")

@@ -195,6 +195,7 @@ TrainConfig float_config(const SweepOptions& o, const SweepCell& c) {
   if (c.reg == "l1") t.l1 = c.lambda;
   if (c.reg == "l2") t.l2 = c.lambda;
   if (c.reg == "kure") t.kure = c.lambda;
+  if (c.reg == "gradl1") t.grad_l1 = c.lambda;
   return t;
 }
 
@@ -264,6 +265,7 @@ Row run_cell(const SweepOptions& o, const SweepCell& c, const Dataset& train, co
     run.config.lr = 0.005;
     run.config.lr_schedule = "constant";
     run.config.qat = describe(q);
+    run.config.grad_l1 = 0;  // float training only (apps/train_config.h): QAT fine-tunes the grad-L1 model without it
     run.out = (fs::path(o.dir) / "cells" / (c.key() + ".h5")).string();
     run.quiet = true;
     run.threads = threads;
@@ -584,6 +586,7 @@ std::vector<SweepCell> sweep_cells(const SweepOptions& o) {
       const std::vector<double> lambdas = reg == "l1"     ? o.l1
                                           : reg == "l2"   ? o.l2
                                           : reg == "kure" ? o.kure
+                                          : reg == "gradl1" ? o.grad_l1
                                                           : std::vector<double>{0.0};
       for (double lambda : lambdas)
         for (int64_t seed : o.seeds)

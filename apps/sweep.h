@@ -20,7 +20,8 @@ struct SweepOptions {
   std::vector<std::string> models{"lenet5", "mlp"};
   std::vector<std::string> regs{"none", "l1", "l2"};
   std::vector<double> l1{1e-5, 3e-5, 1e-4}, l2{1e-4, 3e-4, 1e-3};
-  std::vector<double> kure{1e-2, 1e-1, 1.0};  // "kure" joins regs when asked for
+  std::vector<double> kure{1e-2, 1e-1, 1.0};     // "kure" and "gradl1" join regs when asked for
+  std::vector<double> grad_l1{1e-5, 1e-4, 1e-3};
   std::vector<int> bits{8, 6, 4, 3, 2};
   std::vector<std::string> scopes{"wa", "w"};  // wa: W_b A_b; w: W_b A8
   std::vector<std::string> methods{"ptq", "qat"};

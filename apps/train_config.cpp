@@ -24,6 +24,7 @@ void visit_config(TrainConfig& c, const ConfigVisitor& v) {
   v.real("l1", c.l1);
   v.real("l2", c.l2);
   v.real("kure", c.kure);
+  v.real("grad_l1", c.grad_l1);
   v.text("lr_schedule", c.lr_schedule);
   v.real("clip_grad_norm", c.clip_grad_norm);
   v.integer("seed", c.seed);
@@ -85,6 +86,10 @@ std::optional<ConfigProblem> check_config(const TrainConfig& c) {
   non_negative("l1", c.l1);
   non_negative("l2", c.l2);
   non_negative("kure", c.kure);
+  non_negative("grad_l1", c.grad_l1);
+  if (c.grad_l1 > 0 && !c.qat.empty())
+    fail("grad_l1", "expected float training: under QAT the gradients are straight-through estimates, whose finite "
+                    "differences are no Hessian");
   if (c.l1 > 0 && c.l2 > 0) fail("l1", "expected one prior, got both l1 and l2");
   try {
     parse_schedule(c.lr_schedule);

@@ -21,7 +21,8 @@ struct TrainConfig {
   double weight_decay = 0.0;
   double l1 = 0.0;
   double l2 = 0.0;
-  double kure = 0.0;  // KURE lambda (optim/kure.h), 0: off
+  double kure = 0.0;     // KURE lambda (optim/kure.h), 0: off
+  double grad_l1 = 0.0;  // gradient-L1 lambda (optim/grad_l1.h), 0: off; float training only
   std::string lr_schedule = "constant";
   double clip_grad_norm = 0.0;  // 0: off
   int64_t seed = 1;

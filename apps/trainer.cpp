@@ -21,6 +21,7 @@
 #include "nn/spec.h"
 #include "optim/adam.h"
 #include "optim/clip.h"
+#include "optim/grad_l1.h"
 #include "optim/kure.h"
 #include "optim/regularizer.h"
 #include "optim/schedule.h"
@@ -268,11 +269,19 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
                                : str("The checkpoint '", run.resume, "' is untouched.");
       const std::string where = str("epoch ", epoch + 1, ", step ", state.step + 1, " (batch ", batch_index + 1, " of ",
                                     per_epoch, ")");
+      // Gradient L1 runs the step's forward and backward twice more from the same state
+      // (running statistics, observers, dropout generators: the buffers).
+      std::vector<Tensor> buffers_before;
+      if (cfg.grad_l1 > 0)
+        for (const auto& [n, t] : model->named_buffers()) buffers_before.push_back(t.clone());
       Variable logits, loss, objective;
-      try {
+      auto forward = [&] {
         logits = (*model)(Variable(b.images));
         loss = cross_entropy(logits, b.labels);
         if (cfg.kure > 0) objective = loss + kure_penalty(weights, float(cfg.kure));
+      };
+      try {
+        forward();
       } catch (const AnomalyError& e) {
         throw AnomalyError(str("anomaly at ", where, ", forward: ", e.what(), "; stopped. ", stop_note));
       }
@@ -282,6 +291,20 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
         (objective.defined() ? objective : loss).backward();
       } catch (const AnomalyError& e) {
         throw AnomalyError(str("anomaly at ", where, ", backward: ", e.what(), "; stopped. ", stop_note));
+      }
+      if (cfg.grad_l1 > 0) {
+        std::vector<Tensor> buffers_after;
+        auto handles = model->named_buffers();
+        for (const auto& [n, t] : handles) buffers_after.push_back(t.clone());
+        const Variable first_logits = logits;
+        add_gradient_l1(params, weights, {.lambda = cfg.grad_l1}, [&] {
+          for (size_t i = 0; i < handles.size(); ++i) handles[i].second.copy_from(buffers_before[i]);
+          opt->zero_grad();
+          forward();
+          (objective.defined() ? objective : loss).backward();
+        });
+        for (size_t i = 0; i < handles.size(); ++i) handles[i].second.copy_from(buffers_after[i]);
+        logits = first_logits;
       }
       if (reg) reg->add_gradient(weights);
       const float gn = clip_grad_norm(params, cfg.clip_grad_norm > 0 ? float(cfg.clip_grad_norm)

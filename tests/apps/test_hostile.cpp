@@ -291,8 +291,12 @@ TEST_CASE("cli: sweep's --jobs is bounded like --threads (a process each), and b
   CHECK(cli("sweep --bits 4,9 --dir " + (dir / "s")) == 2);
   CHECK(cli.first_error_line().find("--bits: expected widths in 2..8, got 9") != std::string::npos);
   CHECK(cli("sweep --regs none,l3 --dir " + (dir / "s")) == 2);
-  CHECK(cli.first_error_line().find("--regs: expected some of none, l1, l2, got 'l3'") != std::string::npos);
+  CHECK(cli.first_error_line().find("--regs: expected some of none, l1, l2, kure, gradl1, got 'l3'") != std::string::npos);
   CHECK(cli("sweep --l2 0.001,x --dir " + (dir / "s")) == 2);
+  CHECK(cli("sweep --kure 0 --dir " + (dir / "s")) == 2);
+  CHECK(cli.first_error_line().find("--kure: expected positive strengths, got 0") != std::string::npos);
+  CHECK(cli("sweep --grad-l1 -1 --dir " + (dir / "s")) == 2);
+  CHECK(cli.first_error_line().find("--grad-l1: expected positive strengths, got -1") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "s"));
 }
 

@@ -64,6 +64,19 @@ TEST_CASE("train --kure: every layer's weight kurtosis ends nearer 1.8 than with
   CHECK(kure_acc > plain_acc - 0.03);
 }
 
+TEST_CASE("train --grad-l1: trains with the Hessian-vector term and is refused under QAT") {
+  TempDir dir;
+  TrainRun run = small_run(dir / "g.h5");
+  run.config.epochs = 1;
+  run.config.grad_l1 = 1e-4;  // the penalty sums |g| over 235k weights: small strengths suffice
+  const auto records = run_training(run);
+  CHECK(records.back().test_acc > 0.75);  // ~80 % without it
+  CHECK(load_train_checkpoint(run.out).config.grad_l1 == 1e-4);
+  const Cli cli(dir);
+  CHECK(cli("train --qat --grad-l1 0.01 --out " + (dir / "q.h5")) == 2);
+  CHECK(cli.first_error_line().find("--grad-l1: expected float training") != std::string::npos);
+}
+
 TEST_CASE("train: an interrupted run resumed from its checkpoint ends with the same weights") {
   TempDir dir;
   TrainRun full = small_run(dir / "full.h5");
