@@ -6,7 +6,8 @@
 // Before calibration, optionally (the PTQ pipeline of Nagel et al.'s 2021 white paper,
 // sec. 4): cross-layer equalization of the float model (quant/equalize.h), then bias
 // correction of the weight-quantized model, empirical on the calibration batches or
-// data-free from the batch norms (quant/bias_correction.h).
+// data-free from the batch norms (quant/bias_correction.h); AdaRound's learned rounding
+// (quant/adaround.h) before the bias correction.
 #include <cstdio>
 
 #include "apps/cli.h"
@@ -17,6 +18,8 @@
 #include "core/parallel.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "optim/adam.h"
+#include "quant/adaround.h"
 #include "quant/bias_correction.h"
 #include "quant/bn_fold.h"
 #include "quant/equalize.h"
@@ -28,7 +31,8 @@ int cmd_quantize(int argc, char** argv) {
   std::string model_path, out = "model.q.h5", data_dir;
   int64_t calib_batches = 16, batch = 128;
   int threads = 2;
-  bool quiet = false, equalize_layers = false;
+  bool quiet = false, equalize_layers = false, learn_rounding = false;
+  int64_t adaround_iters = AdaRoundOptions{}.iterations;
   std::string relu6 = "relu", bias_correction = "none";
   QuantFlags qflags;
   po::options_description opts("crayon quantize options");
@@ -43,6 +47,8 @@ int cmd_quantize(int argc, char** argv) {
     ("equalize", po::bool_switch(&equalize_layers), "cross-layer equalization of the float model before quantizing")
     ("equalize-relu6", po::value(&relu6)->default_value(relu6), "a ReLU6 between two layers to equalize: relu "
      "(replace it by ReLU, as AIMET does) or keep (leave the pair alone)")
+    ("adaround", po::bool_switch(&learn_rounding), "learn each weight's rounding, up or down, layer by layer (AdaRound)")
+    ("adaround-iters", po::value(&adaround_iters)->default_value(adaround_iters), "AdaRound's Adam steps per layer")
     ("bias-correction", po::value(&bias_correction)->default_value(bias_correction)->implicit_value("empirical"),
      "none, empirical (measured on the calibration batches) or data-free (from the batch norms)")
     ("threads", po::value(&threads)->default_value(threads), "threads")
@@ -51,7 +57,7 @@ int cmd_quantize(int argc, char** argv) {
   add_quant_options(opts, qflags, false);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, vm, "usage: crayon quantize --model float.h5 [options] --out q.h5")) return 0;
-  for (const char* f : {"calib-batches", "batch-size"}) require_positive(vm, f);
+  for (const char* f : {"calib-batches", "batch-size", "adaround-iters"}) require_positive(vm, f);
   require_threads(vm);
   require_path(vm, "out");
   if (relu6 != "relu" && relu6 != "keep")
@@ -108,6 +114,25 @@ int cmd_quantize(int argc, char** argv) {
     steps += str("; float accuracy ", fixed(eq.accuracy * 100, 2), "%\n");
   }
   prepare_qat(model, q);
+  if (learn_rounding) {
+    const auto make_adam = [](const std::vector<Variable>& v) {
+      auto adam = std::make_shared<Adam>(v, AdamOptions{.lr = 1e-2f});
+      return std::function<void()>([adam] { adam->step(); });
+    };
+    const std::vector<AdaRoundLayer> r =
+        adaround(model, calib, make_adam, {.iterations = adaround_iters, .seed = uint64_t(cfg.seed)});
+    double changed = 0, gain = 0;
+    int kept = 0;
+    for (const AdaRoundLayer& l : r) {
+      changed += l.changed / double(r.size());
+      gain += (l.nearest_loss - std::min(l.nearest_loss, l.adaround_loss)) / std::max(l.nearest_loss, 1e-30) / double(r.size());
+      kept += l.kept_nearest;
+    }
+    steps += str("  AdaRound: ", r.size(), " layers, ", fixed(changed * 100, 1), "% of codes rounded the other way, "
+                 "reconstruction error ", fixed(gain * 100, 1), "% below nearest on average");
+    if (kept) steps += str(" (", kept, " kept nearest)");
+    steps += "\n";
+  }
   if (bias_correction != "none") {
     const std::vector<LayerBiasShift> r =
         bias_correction == "empirical" ? correct_bias(model, calib) : correct_bias_data_free(model, bn_means);

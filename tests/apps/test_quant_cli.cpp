@@ -167,6 +167,27 @@ TEST_CASE("quantize --equalize --bias-correction: the PTQ pipeline from the comm
   CHECK(cli.first_error_line().find("--equalize-relu6") != std::string::npos);
 }
 
+TEST_CASE("quantize --adaround: learned rounding at 2 bits beats nearest and exports to the int8 engine") {
+  TempDir dir;
+  TrainRun run = small_run(dir / "float.h5", "lenet5");
+  run.config.epochs = 1;
+  run_training(run);
+  const Cli cli(dir);
+  const std::string base = "quantize --model " + (dir / "float.h5") + " --weight-bits 2 --calib-batches 4";
+  REQUIRE(cli(base + " --out " + (dir / "near.h5")) == 0);
+  REQUIRE(cli(base + " --out " + (dir / "ada.h5") + " --adaround --adaround-iters 300") == 0);
+  INFO(cli.output());
+  CHECK(cli.output().find("AdaRound: 5 layers") != std::string::npos);
+  const EvalResult nearest = eval_on_1000(*load_train_checkpoint(dir / "near.h5").model);
+  const EvalResult ada = eval_on_1000(*load_train_checkpoint(dir / "ada.h5").model);
+  MESSAGE("W2A8 on 1000 test images: nearest ", nearest.accuracy * 100, " %, AdaRound ", ada.accuracy * 100, " %");
+  CHECK(ada.accuracy > nearest.accuracy + 0.05);
+  REQUIRE(cli("export --model " + (dir / "ada.h5") + " --out " + (dir / "ada.int8.h5")) == 0);
+  REQUIRE(cli("eval --model " + (dir / "ada.h5") + " --compare " + (dir / "ada.int8.h5") + " --limit 1000") == 0);
+  CHECK(cli(base + " --adaround-iters 0") == 2);
+  CHECK(cli.first_error_line().find("--adaround-iters") != std::string::npos);
+}
+
 TEST_CASE("train --init: QAT fine-tunes a float checkpoint, starting from its accuracy") {
   TempDir dir;
   TrainRun base = small_run(dir / "float.h5", "lenet5");
