@@ -56,7 +56,6 @@ struct SensitivitySet {
   std::vector<Sensitivity> units;
 };
 
-std::string grid_of(const QatConfig& q) { return str("W", q.weight.bits, "A", q.act.bits); }
 
 struct Description {  // idea 1, in bits
   double prior_bits = 0, entropy_bits = 0, float_data_bits = 0, quantized_data_bits = 0;
@@ -161,16 +160,16 @@ int cmd_analyze(int argc, char** argv) {
   // Layer sensitivity at the analyzed grid, then at each other width asked for: a fresh copy
   // of the float model calibrated at that width, against the same float logits.
   std::vector<SensitivitySet> sensitivities;
-  if (sensitivity) sensitivities.push_back({grid_of(q), a.sensitivity});
+  if (sensitivity) sensitivities.push_back({grid_name(q), a.sensitivity});
   for (int b : other_bits) {
     QatConfig qb = q;
     qb.weight.bits = qb.act.bits = b;
     if (std::any_of(sensitivities.begin(), sensitivities.end(),
-                    [&](const SensitivitySet& s) { return s.grid == grid_of(qb); }))
+                    [&](const SensitivitySet& s) { return s.grid == grid_name(qb); }))
       continue;
     TrainCheckpoint fresh = load_train_checkpoint(model_path);
     calibrate_ptq(*fresh.model, qb);
-    sensitivities.push_back({grid_of(qb), layer_sensitivity(*fresh.model, ck.input_shape, loader.labelled(),
+    sensitivities.push_back({grid_name(qb), layer_sensitivity(*fresh.model, ck.input_shape, loader.labelled(),
                                                             [&] { loader.start_epoch(0); }, a.bound.reference_logits)});
   }
 
@@ -185,7 +184,7 @@ int cmd_analyze(int argc, char** argv) {
   d.float_data_bits = evaluate(*reference, train, norm, eval_batch).loss * double(train.size()) / std::log(2.0);
   d.quantized_data_bits = evaluate(model, train, norm, eval_batch).loss * double(train.size()) / std::log(2.0);
 
-  const std::string grid = grid_of(q);
+  const std::string grid = grid_name(q);
   if (!plot_dir.empty()) {
     Plot bound{str(model_path, " ", grid, ": logit change against its certified bound (", a.samples, " test images)"),
                "bound on the largest logit change of the image", "measured largest logit change", true, true, true,

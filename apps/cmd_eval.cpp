@@ -71,7 +71,7 @@ Evaluated run(Source& s, const Dataset& test, const std::string& dataset, int64_
     e.kind = "float";
     if (s.ck.quantized) {
       const QatConfig q = parse_qat_config(s.ck.config.qat);
-      e.kind = str("W", q.weight.bits, "A", q.act.bits, " fake-quant");
+      e.kind = grid_name(q) + " fake-quant";
       e.has_float = true;
       e.float_r = evaluate(*float_copy(*s.ck.model, s.ck.input_shape), test, norm, batch);
     }

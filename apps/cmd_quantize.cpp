@@ -7,7 +7,8 @@
 // sec. 4): cross-layer equalization of the float model (quant/equalize.h), then bias
 // correction of the weight-quantized model, empirical on the calibration batches or
 // data-free from the batch norms (quant/bias_correction.h); AdaRound's learned rounding
-// (quant/adaround.h) before the bias correction.
+// (quant/adaround.h) before the bias correction; mixed precision, bits per layer under an
+// average-bits budget from each layer's sensitivity (quant/mixed_precision.h).
 #include <cstdio>
 
 #include "apps/cli.h"
@@ -23,6 +24,7 @@
 #include "quant/bias_correction.h"
 #include "quant/bn_fold.h"
 #include "quant/equalize.h"
+#include "quant/mixed_precision.h"
 #include "quant/qat.h"
 
 namespace crayon {
@@ -33,6 +35,8 @@ int cmd_quantize(int argc, char** argv) {
   int threads = 2;
   bool quiet = false, equalize_layers = false, learn_rounding = false;
   int64_t adaround_iters = AdaRoundOptions{}.iterations;
+  double bits_budget = 0;
+  std::string bits_widths = "8,6,5,4,3,2";
   std::string relu6 = "relu", bias_correction = "none";
   QuantFlags qflags;
   po::options_description opts("crayon quantize options");
@@ -47,6 +51,9 @@ int cmd_quantize(int argc, char** argv) {
     ("equalize", po::bool_switch(&equalize_layers), "cross-layer equalization of the float model before quantizing")
     ("equalize-relu6", po::value(&relu6)->default_value(relu6), "a ReLU6 between two layers to equalize: relu "
      "(replace it by ReLU, as AIMET does) or keep (leave the pair alone)")
+    ("bits-budget", po::value(&bits_budget), "mixed precision: choose weight bits per layer so that the mean over "
+     "all weights is at most this (e.g. 4.5)")
+    ("bits-widths", po::value(&bits_widths)->default_value(bits_widths), "the widths --bits-budget chooses from")
     ("adaround", po::bool_switch(&learn_rounding), "learn each weight's rounding, up or down, layer by layer (AdaRound)")
     ("adaround-iters", po::value(&adaround_iters)->default_value(adaround_iters), "AdaRound's Adam steps per layer")
     ("bias-correction", po::value(&bias_correction)->default_value(bias_correction)->implicit_value("empirical"),
@@ -68,6 +75,13 @@ int cmd_quantize(int argc, char** argv) {
     throw UsageError("--bias-correction data-free: reads the batch norms' statistics, which --equalize rescales; "
                      "use --bias-correction empirical with --equalize");
   QatConfig q = quant_config_from(vm, qflags);
+  std::vector<int> widths;
+  if (vm.count("bits-budget")) {
+    if (!(bits_budget >= 2 && bits_budget <= 8))
+      throw UsageError(str("--bits-budget: expected mean weight bits in [2, 8], got ", bits_budget));
+    if (vm.count("weight-bits")) throw UsageError("--bits-budget: chooses the weight bits per layer; drop --weight-bits");
+    widths = bit_width_list("bits-widths", bits_widths);
+  }
   set_num_threads(threads);
 
   TrainCheckpoint ck = load_train_checkpoint(model_path);
@@ -113,6 +127,24 @@ int cmd_quantize(int argc, char** argv) {
     if (e.pairs_skipped) steps += str(", ", e.pairs_skipped, " pairs through ReLU6 kept");
     steps += str("; float accuracy ", fixed(eq.accuracy * 100, 2), "%\n");
   }
+  if (!widths.empty()) {
+    fold_batchnorm(model);
+    const std::vector<LayerSensitivity> sens = weight_sensitivity(model, calib, widths, q.weight);
+    int64_t weights = 0;
+    for (const LayerSensitivity& l : sens) weights += l.weights;
+    BitsChoice choice;
+    try {
+      choice = choose_bits(sens, int64_t(bits_budget * double(weights)));
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(str("--bits-budget: ", e.what()));
+    }
+    q.layer_weight_bits = choice.bits;
+    std::string b;
+    for (int x : choice.bits) b += str(b.empty() ? "" : ":", x);
+    steps += str("  mixed precision: weight bits ", b, " per layer, ", choice.total_bits, " bits in all (mean ",
+                 fixed(double(choice.total_bits) / double(weights), 2), " over ", weights,
+                 " weights), predicted KL ", sci(choice.predicted_kl), "\n");
+  }
   prepare_qat(model, q);
   if (learn_rounding) {
     const auto make_adam = [](const std::vector<Variable>& v) {
@@ -152,9 +184,10 @@ int cmd_quantize(int argc, char** argv) {
 
   const EvalResult after = evaluate(*ck.model, test, norm, eval_batch);
   if (!quiet)
-    std::printf("%s: W%dA%d, %s observer on %lld calibration images -> %s\n%s  %s test accuracy: float %.2f%%, "
+    std::printf("%s: %s, %s observer on %lld calibration images -> %s\n%s  %s test accuracy: float %.2f%%, "
                 "quantized %.2f%% (%+.2f points)\n",
-                model_path.c_str(), q.weight.bits, q.act.bits, q.observer.c_str(),
+                model_path.c_str(),
+                grid_name(q).c_str(), q.observer.c_str(),
                 (long long)std::min(calib_batches * batch, train.size()), out.c_str(), steps.c_str(),
                 cfg.dataset.c_str(), before.accuracy * 100, after.accuracy * 100,
                 (after.accuracy - before.accuracy) * 100);

@@ -14,7 +14,8 @@ for r in rows:
     c = cells.setdefault((r['model'], r['bits'], r['scope']), {})
     c.setdefault(r['method'], []).append(float(r['quantized']))
     if r['method'] == 'plain': c.setdefault('float', []).append(float(r['float']))
-methods = ['plain', 'bias-correction', 'equalize', 'equalize+bias-correction']
+methods = [m for m in ['plain', 'bias-correction', 'equalize', 'equalize+bias-correction', 'adaround',
+                        'adaround+bias-correction'] if any(m in c for c in cells.values())]
 print('| model | weights | scope | float | ' + ' | '.join(methods) + ' | QAT (per-channel, 1 epoch) |')
 print('|---|---|---|---|' + '---|' * (len(methods) + 1))
 def pm(v): return f'{st.mean(v):.2f} ± {st.stdev(v):.2f}' if len(v) > 1 else f'{v[0]:.2f}'

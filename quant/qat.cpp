@@ -151,10 +151,19 @@ void prepare_qat(Sequential& model, const QatConfig& config) {
                                         "in float: ", model.spec()));
   }
 
+  size_t weight_layers = 0;
+  visit(model, [&](Module& m) { weight_layers += is_weight_layer(m); });
+  if (!config.layer_weight_bits.empty() && config.layer_weight_bits.size() != weight_layers)
+    throw std::invalid_argument(str("prepare_qat: layer_weight_bits has ", config.layer_weight_bits.size(),
+                                    " widths for a model with ", weight_layers, " conv / linear layers: ", model.spec()));
   Rng seeds(config.seed);  // one seed per quantized tensor, in forward order
+  size_t k = 0;
   visit(model, [&](Module& m) {
-    if (is_weight_layer(m)) m.set_parametrization("weight", weight_fake_quant(m, config.weight, config.ste,
-                                                                              seeds.next_u64()));
+    if (!is_weight_layer(m)) return;
+    QuantSpec spec = config.weight;
+    if (!config.layer_weight_bits.empty()) spec.bits = config.layer_weight_bits[k];
+    ++k;
+    m.set_parametrization("weight", weight_fake_quant(m, spec, config.ste, seeds.next_u64()));
   });
 
   // Where the activation fake-quants go (positions in the current layer list).

@@ -25,6 +25,8 @@ void validate(const QatConfig& c) {
                                     c.weight.axis));
   if (c.act.axis != -1)
     throw std::invalid_argument(str("qat config: activations are quantized per tensor, got axis ", c.act.axis));
+  for (int b : c.layer_weight_bits)
+    if (b < 2 || b > 8) throw std::invalid_argument(str("qat config: layer_weight_bits: expected 2..8 each, got ", b));
   if (c.warmup_steps < 0)
     throw std::invalid_argument(str("qat config: warmup must be >= 0, got ", c.warmup_steps));
   try {
@@ -34,6 +36,24 @@ void validate(const QatConfig& c) {
   }
 }
 
+namespace {
+
+// ",layer_weight_bits=8:4:4", or "" when unset.
+std::string layer_bits_text(const std::vector<int>& bits) {
+  std::string s;
+  for (int b : bits) s += str(s.empty() ? ",layer_weight_bits=" : ":", b);
+  return s;
+}
+
+}  // namespace
+
+std::string grid_name(const QatConfig& c) {
+  if (c.layer_weight_bits.empty()) return str("W", c.weight.bits, "A", c.act.bits);
+  std::string w = "W[";
+  for (size_t i = 0; i < c.layer_weight_bits.size(); ++i) w += str(i ? ":" : "", c.layer_weight_bits[i]);
+  return str(w, "]A", c.act.bits);
+}
+
 std::string describe(const QatConfig& c) {
   std::string s = str("weight_bits=", c.weight.bits, ",weight_symmetric=", int(c.weight.symmetric),
                       ",weight_narrow=", int(c.weight.narrow_range), ",per_channel=", int(c.weight.axis >= 0),
@@ -41,7 +61,8 @@ std::string describe(const QatConfig& c) {
                       ",rounding=", rounding_name(c.weight.rounding));
   if (c.act.rounding != c.weight.rounding) s += str(",act_rounding=", rounding_name(c.act.rounding));
   return s + str(",ste=", c.ste == Ste::plain ? "plain" : "clipped", ",observer=", c.observer,
-                 ",warmup=", c.warmup_steps, ",fold_bn=", int(c.fold_bn), ",seed=", c.seed);
+                 ",warmup=", c.warmup_steps, ",fold_bn=", int(c.fold_bn), ",seed=", c.seed,
+                 layer_bits_text(c.layer_weight_bits));
 }
 
 namespace {
@@ -103,13 +124,23 @@ void set_qat_option(QatConfig& c, const std::string& key_in, const std::string& 
     const uint64_t n = unsigned_value(key_in, v, "an integer >= 0");
     if (n > uint64_t(INT64_MAX)) bad(key_in, v, "an integer >= 0");
     c.warmup_steps = int64_t(n);
+  } else if (key == "layer_weight_bits") {
+    c.layer_weight_bits.clear();
+    std::stringstream ss(v);
+    std::string item;
+    while (std::getline(ss, item, ':')) {
+      const uint64_t b = unsigned_value(key_in, item, "bit widths in [2, 8] separated by ':'");
+      if (b < 2 || b > 8) bad(key_in, v, "bit widths in [2, 8] separated by ':'");
+      c.layer_weight_bits.push_back(int(b));
+    }
+    if (c.layer_weight_bits.empty()) bad(key_in, v, "bit widths in [2, 8] separated by ':'");
   } else if (key == "fold_bn") c.fold_bn = bool_value(key_in, v);
   else if (key == "seed") c.seed = unsigned_value(key_in, v, "an integer >= 0");
   else
     throw std::invalid_argument(
         one_line(str("unknown qat option '", key_in,
                      "' (expected weight_bits, act_bits, per_channel, weight_symmetric, weight_narrow, "
-                     "act_symmetric, rounding, act_rounding, ste, observer, warmup, fold_bn or seed)")));
+                     "act_symmetric, rounding, act_rounding, ste, observer, warmup, fold_bn, seed or layer_weight_bits)")));
 }
 
 QatConfig parse_qat_config(const std::string& text) {

@@ -23,9 +23,13 @@
 //   warmup=N                           N >= 0 training forward passes of observation
 //   fold_bn=0|1                        fold batch norm into the preceding conv/linear
 //   seed=N                             stochastic rounding's generator
-// describe() writes every key, and parse_qat_config(describe(c)) gives back c.
+//   layer_weight_bits=B1:B2:...        mixed precision: the weight bits of each conv / linear
+//                                      in forward order (overrides weight_bits; 2..8 each)
+// describe() writes every key (layer_weight_bits only when set), and
+// parse_qat_config(describe(c)) gives back c.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "quant/fake_quant.h"
 #include "quant/quant_spec.h"
@@ -40,12 +44,18 @@ struct QatConfig {
   int64_t warmup_steps = 200;  // observers update for this many training forward passes, then freeze
   bool fold_bn = true;
   uint64_t seed = 0;  // for stochastic rounding
+  // Mixed precision: weight bits per conv / linear layer in forward order; empty: every
+  // layer at weight.bits. prepare_qat() requires one entry per weight layer.
+  std::vector<int> layer_weight_bits;
 };
 
 // Throws std::invalid_argument naming the field: a bad QuantSpec, per-channel activations
 // (activation fake-quant is per tensor), weights per channel on an axis other than 0, an
 // unknown observer, warmup_steps < 0.
 void validate(const QatConfig& config);
+
+// "W8A8", or with bits per layer "W[5:6:3:2:6]A8".
+std::string grid_name(const QatConfig& config);
 
 // Every key of the text form, e.g. "weight_bits=8,weight_symmetric=1,...".
 std::string describe(const QatConfig& config);

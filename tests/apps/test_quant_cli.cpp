@@ -2,12 +2,15 @@
 // and their resume, `quantize` (PTQ), `eval` beside float, low-precision weight updates.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "apps/train_checkpoint.h"
 #include "apps/evaluate.h"
 #include "apps/trainer.h"
 #include "data/dataset.h"
+#include "quant/int8/file.h"
 #include "quant/qat.h"
 #include "tests/apps/app_support.h"
 
@@ -186,6 +189,49 @@ TEST_CASE("quantize --adaround: learned rounding at 2 bits beats nearest and exp
   REQUIRE(cli("eval --model " + (dir / "ada.h5") + " --compare " + (dir / "ada.int8.h5") + " --limit 1000") == 0);
   CHECK(cli(base + " --adaround-iters 0") == 2);
   CHECK(cli.first_error_line().find("--adaround-iters") != std::string::npos);
+}
+
+TEST_CASE("quantize --bits-budget: bits per layer within the budget, stored, and run by the int8 engine") {
+  TempDir dir;
+  TrainRun run = small_run(dir / "float.h5", "lenet5");
+  run.config.epochs = 1;
+  run_training(run);
+  const Cli cli(dir);
+  REQUIRE(cli("quantize --model " + (dir / "float.h5") + " --out " + (dir / "mp.h5") + " --bits-budget 3 "
+              "--calib-batches 4") == 0);
+  INFO(cli.output());
+  CHECK(cli.output().find(": W[") != std::string::npos);
+  CHECK(cli.output().find("mixed precision: weight bits ") != std::string::npos);
+  TrainCheckpoint q = load_train_checkpoint(dir / "mp.h5");
+  const std::vector<int> bits = parse_qat_config(q.config.qat).layer_weight_bits;
+  REQUIRE(bits.size() == 5);
+  REQUIRE(cli("export --model " + (dir / "mp.h5") + " --out " + (dir / "mp.int8.h5")) == 0);
+  const Int8Model m = load_int8(dir / "mp.int8.h5");
+  int64_t total = 0, weights = 0;
+  size_t k = 0;
+  for (const Int8Layer& l : m.layers) {
+    if (l.op != Int8Layer::Op::conv2d && l.op != Int8Layer::Op::linear) continue;
+    REQUIRE(k < bits.size());
+    const int limit = (1 << (bits[k] - 1)) - 1;
+    int worst = 0;
+    for (int64_t e = 0; e < l.weight.numel(); ++e) worst = std::max(worst, std::abs(int(l.weight.data_as<int8_t>()[e])));
+    CHECK(worst == limit);  // the codes use exactly the layer's width
+    total += bits[k] * l.weight.numel();
+    weights += l.weight.numel();
+    ++k;
+  }
+  CHECK(k == 5);
+  CHECK(double(total) <= 3.0 * double(weights));
+  REQUIRE(cli("eval --model " + (dir / "mp.h5") + " --compare " + (dir / "mp.int8.h5") + " --limit 1000 --json") == 0);
+  CHECK(cli.output().find("\"agreement\"") != std::string::npos);
+
+  const std::string base = "quantize --model " + (dir / "float.h5") + " --out " + (dir / "x.h5");
+  CHECK(cli(base + " --bits-budget 1.5") == 2);
+  CHECK(cli.first_error_line().find("--bits-budget: expected mean weight bits in [2, 8]") != std::string::npos);
+  CHECK(cli(base + " --bits-budget 4 --weight-bits 4") == 2);
+  CHECK(cli.first_error_line().find("drop --weight-bits") != std::string::npos);
+  CHECK(cli(base + " --bits-budget 3 --bits-widths 8,4") == 2);
+  CHECK(cli.first_error_line().find("--bits-budget: choose bits: a budget of") != std::string::npos);
 }
 
 TEST_CASE("train --init: QAT fine-tunes a float checkpoint, starting from its accuracy") {

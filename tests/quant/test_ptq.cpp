@@ -5,6 +5,7 @@
 // the shift the empirical one measures when the data is what the batch norm says it is.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "quant/adaround.h"
 #include "quant/bias_correction.h"
 #include "quant/equalize.h"
+#include "quant/mixed_precision.h"
 #include "quant/qat.h"
 #include "tests/support/tensors.h"
 
@@ -313,4 +315,75 @@ TEST_CASE("adaround: never worse than nearest on its objective and much better o
   Rng r2(13);
   auto plain = build_model("flatten-linear(3)", {1, 10, 10}, r2);
   CHECK_THROWS_WITH_AS(adaround(*plain, batches, adam), doctest::Contains("not prepared"), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------- mixed precision
+
+TEST_CASE("mixed precision: the greedy choice meets its budget exactly and spends bits where they pay") {
+  // Layer 0: 100 weights, insensitive; layer 1: 10 weights, sensitive.
+  const std::vector<LayerSensitivity> layers = {{0, 100, {2, 4, 8}, {0.5, 0.01, 0.0}},
+                                                {3, 10, {2, 4, 8}, {5.0, 1.0, 0.0}}};
+  const BitsChoice all8 = choose_bits(layers, 100 * 8 + 10 * 8);
+  CHECK(all8.bits == std::vector<int>{8, 8});
+  CHECK(all8.path.size() == 1);
+  // 600 bits: the big insensitive layer steps down first (8 -> 4 saves 400 bits for 0.01).
+  const BitsChoice b600 = choose_bits(layers, 600);
+  CHECK(b600.bits == std::vector<int>{4, 8});
+  CHECK(b600.total_bits == 480);
+  CHECK(b600.predicted_kl == doctest::Approx(0.01));
+  for (int64_t budget = 240; budget <= 880; budget += 7) {
+    INFO("budget ", budget);
+    const BitsChoice c = choose_bits(layers, budget);
+    CHECK(c.total_bits <= budget);
+    CHECK(c.total_bits == 100 * c.bits[0] + 10 * c.bits[1]);
+    CHECK(c.path.back().total_bits == c.total_bits);
+    // No single step up of either layer would have fit: the budget is used.
+    for (size_t l = 0; l < 2; ++l) {
+      const auto& w = layers[l].widths;
+      const size_t at = size_t(std::find(w.begin(), w.end(), c.bits[l]) - w.begin());
+      if (at + 1 < w.size()) CHECK(c.total_bits + layers[l].weights * (w[at + 1] - w[at]) > budget);
+    }
+  }
+  CHECK_THROWS_WITH_AS(choose_bits(layers, 219), doctest::Contains("below the 220"), std::invalid_argument);
+}
+
+TEST_CASE("mixed precision: sensitivities grow as widths shrink and the bits per layer reach the checkpoint's grids") {
+  Rng rng(14);
+  auto model = build_model("conv(4,3)-relu-flatten-linear(16)-relu-linear(5)", {1, 8, 8}, rng);
+  std::vector<Tensor> batches{crayon::testing::normal({64, 1, 8, 8}, 40)};
+  const std::vector<LayerSensitivity> s = weight_sensitivity(*model, batches, {8, 4, 2}, QatConfig{}.weight);
+  REQUIRE(s.size() == 3);
+  for (const LayerSensitivity& l : s) {
+    CHECK(l.widths == std::vector<int>{2, 4, 8});
+    CHECK(l.kl[0] > l.kl[1]);
+    CHECK(l.kl[1] > l.kl[2]);
+    CHECK(l.kl[2] >= 0);
+  }
+  CHECK_FALSE(is_quantized(*model));  // the probes are gone
+
+  QatConfig q = parse_qat_config("layer_weight_bits=2:8:3");
+  CHECK(q.layer_weight_bits == std::vector<int>{2, 8, 3});
+  CHECK(parse_qat_config(describe(q)).layer_weight_bits == q.layer_weight_bits);
+  prepare_qat(*model, q);
+  const int want[] = {2, 8, 3};
+  int k = 0;
+  for (size_t i = 0; i < model->size(); ++i)
+    if (const WeightFakeQuant* fq = weight_fake_quant_of((*model)[i])) {
+      CHECK(fq->spec.bits == want[k]);
+      // At most 2^(b-1) - 1 levels each side (narrow, symmetric): the codes fit b bits.
+      (*model)[i].eval();
+      const Tensor w = (*fq)(Variable(weight_of((*model)[i]))).value();
+      const QParams g = weight_qparams(weight_of((*model)[i]), fq->spec);
+      const int64_t per = w.numel() / w.size(0);
+      for (int64_t e = 0; e < w.numel(); ++e)
+        CHECK(std::fabs(std::nearbyint(w.data()[e] / g.scale[size_t(e / per)])) <= (1 << (want[k] - 1)) - 1);
+      ++k;
+    }
+  CHECK(k == 3);
+  Rng r2(15);
+  auto other = build_model("flatten-linear(5)", {1, 8, 8}, r2);
+  CHECK_THROWS_WITH_AS(prepare_qat(*other, q), doctest::Contains("layer_weight_bits has 3 widths"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(parse_qat_config("layer_weight_bits=8:9"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_qat_config("layer_weight_bits="), std::invalid_argument);
 }
