@@ -22,6 +22,12 @@ std::vector<std::pair<std::string, Tensor>> Module::named_buffers() const {
   return out;
 }
 
+Variable Module::find_parameter(const std::string& name) const {
+  for (const auto& p : params_)
+    if (p.name == name) return p.value;
+  return Variable();
+}
+
 std::vector<Variable> Module::parameters() const {
   std::vector<Variable> out;
   for (auto& [n, v] : named_parameters()) out.push_back(v);

@@ -29,6 +29,9 @@ class Module {
   std::vector<std::pair<std::string, Variable>> named_parameters() const;
   std::vector<std::pair<std::string, Tensor>> named_buffers() const;  // handles share storage
   std::vector<Variable> parameters() const;
+  // The module's own parameter `name` (the raw value, not parametrized), or an undefined
+  // Variable if it has none.
+  Variable find_parameter(const std::string& name) const;
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
   void train(bool on = true);

@@ -20,19 +20,11 @@ namespace {
 constexpr float kZeta = 1.1f, kGamma = -0.1f;
 constexpr int64_t kChunk = 128;  // rows per forward pass outside the optimization
 
-bool is_weight_layer(const Module& m) {
-  return dynamic_cast<const Linear*>(&m) != nullptr || dynamic_cast<const Conv2d*>(&m) != nullptr;
-}
 
-Variable parameter(const Module& m, const char* name) {
-  for (const auto& [n, v] : m.named_parameters())
-    if (n == name) return v;
-  return Variable();
-}
 
 // The layer's map with the given weight (its own bias and geometry).
 Variable apply(const Module& layer, const Variable& x, const Variable& w) {
-  const Variable b = parameter(layer, "bias");
+  const Variable b = layer.find_parameter("bias");
   if (const auto* conv = dynamic_cast<const Conv2d*>(&layer)) return conv2d(x, w, b, conv->params());
   const Variable y = matmul(x, w, false, true);
   return b.defined() ? y + b : y;
@@ -182,7 +174,7 @@ std::vector<AdaRoundLayer> adaround(Sequential& model, const std::vector<Tensor>
       if (is_weight_layer(layer)) {
         const WeightFakeQuant* wfq = weight_fake_quant_of(layer);
         CRAYON_CHECK(wfq != nullptr, "adaround: layer ", i, " has no weight fake-quant");
-        Variable wvar = parameter(layer, "weight");
+        Variable wvar = layer.find_parameter("weight");
         const Tensor w = wvar.value().clone();
         const int f = activation_after(model, i);
         const Tensor target = map_rows([&](const Tensor& x) {

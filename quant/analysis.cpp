@@ -35,7 +35,6 @@ double entropy_bits(const std::vector<int32_t>& values) {
 
 namespace {
 
-bool is_weight_layer(const Module& m) { return dynamic_cast<const Conv2d*>(&m) || dynamic_cast<const Linear*>(&m); }
 
 double sum_squares(const Tensor& t) {
   double s = 0;

@@ -16,19 +16,11 @@ namespace crayon {
 
 namespace {
 
-Variable parameter(const Module& m, const char* name) {
-  for (const auto& [n, v] : m.named_parameters())
-    if (n == name) return v;
-  return Variable();
-}
 
-bool is_weight_layer(const Module& m) {
-  return dynamic_cast<const Linear*>(&m) != nullptr || dynamic_cast<const Conv2d*>(&m) != nullptr;
-}
 
 // eps = W~ - W of a prepared layer, as read in eval mode (round to nearest-even).
 Tensor weight_error(const Module& layer) {
-  const Variable w = parameter(layer, "weight");
+  const Variable w = layer.find_parameter("weight");
   const WeightFakeQuant* fq = weight_fake_quant_of(layer);
   CRAYON_CHECK(fq != nullptr, "bias correction: layer ", layer.spec(), " has no weight fake-quant");
   Tensor e = (*fq)(w).value().clone();
@@ -73,7 +65,7 @@ double mean_abs(const std::vector<double>& v) {
 }
 
 void subtract_from_bias(Module& layer, const std::vector<double>& shift) {
-  Tensor b = parameter(layer, "bias").value();
+  Tensor b = layer.find_parameter("bias").value();
   for (size_t o = 0; o < shift.size(); ++o) b.data()[o] = float(double(b.data()[o]) - shift[o]);
 }
 
@@ -108,7 +100,7 @@ std::vector<LayerBiasShift> walk(Sequential& model, Sequential* reference, const
       if (is_weight_layer(layer)) {
         const Tensor eps = reference ? Tensor() : weight_error(layer);
         Module* ref = reference ? refs[out.size()] : nullptr;
-        const int64_t O = parameter(layer, "weight").value().size(0);
+        const int64_t O = layer.find_parameter("weight").value().size(0);
         std::vector<double> sum(size_t(O), 0.0), ref_sum(size_t(O), 0.0);
         int64_t count = 0, ref_count = 0;
         for (const Tensor& x : acts) {
@@ -121,7 +113,7 @@ std::vector<LayerBiasShift> walk(Sequential& model, Sequential* reference, const
         }
         for (size_t o = 0; o < sum.size(); ++o) sum[o] = sum[o] / double(count) - (ref ? ref_sum[o] / double(ref_count) : 0.0);
         LayerBiasShift r{i, false, mean_abs(sum)};
-        if (correct && parameter(layer, "bias").defined()) {
+        if (correct && layer.find_parameter("bias").defined()) {
           subtract_from_bias(layer, sum);
           r.corrected = true;
         }
@@ -173,7 +165,7 @@ std::vector<std::vector<double>> bn_input_means(const Sequential& model) {
     const auto* bn = j > 0 ? dynamic_cast<const BatchNorm*>(&model[j - 1]) : nullptr;
     std::vector<double> means;
     if (bn) {
-      const Tensor gamma = parameter(*bn, "weight").value(), beta = parameter(*bn, "bias").value();
+      const Tensor gamma = bn->find_parameter("weight").value(), beta = bn->find_parameter("bias").value();
       std::vector<double> per_channel;
       for (int64_t c = 0; c < bn->channels(); ++c) {
         const double mu = beta.data()[c], sigma = std::fabs(double(gamma.data()[c]));
@@ -181,7 +173,7 @@ std::vector<std::vector<double>> bn_input_means(const Sequential& model) {
                               : activation == 1 ? relu_mean(mu, sigma)
                                                 : relu_mean(mu, sigma) - relu_mean(mu - 6, sigma));
       }
-      const Tensor w = parameter(model[i], "weight").value();
+      const Tensor w = model[i].find_parameter("weight").value();
       const int64_t inputs = w.numel() / w.size(0);
       const int64_t C = bn->channels();
       // A conv reads C_in channels; a linear after a flatten reads each channel's H*W block.
@@ -213,7 +205,7 @@ std::vector<LayerBiasShift> correct_bias_data_free(Sequential& model,
     }
     const std::vector<double>& m = input_means[k++];
     LayerBiasShift r{i, false, 0.0};
-    if (!m.empty() && parameter(layer, "bias").defined()) {
+    if (!m.empty() && layer.find_parameter("bias").defined()) {
       const Tensor eps = weight_error(layer);
       const int64_t O = eps.size(0), inputs = eps.numel() / O;
       const auto* conv = dynamic_cast<const Conv2d*>(&layer);

@@ -18,9 +18,6 @@ namespace crayon {
 
 namespace {
 
-bool is_weight_layer(const Module& m) {
-  return dynamic_cast<const Linear*>(&m) != nullptr || dynamic_cast<const Conv2d*>(&m) != nullptr;
-}
 
 // Layers f with f(s z) = s f(z) per channel for s > 0 (ReLU6 is handled by the caller).
 bool commutes(const Module& m) {
@@ -28,11 +25,6 @@ bool commutes(const Module& m) {
          dynamic_cast<const Flatten*>(&m) || dynamic_cast<const Dropout*>(&m);
 }
 
-Tensor parameter(const Module& m, const char* name) {
-  for (const auto& [n, v] : m.named_parameters())
-    if (n == name) return v.value();  // a handle sharing the parameter's storage
-  return Tensor();
-}
 
 // One pair: layer `first`'s output channels feed layer `second`'s input channel blocks.
 struct Pair {
@@ -126,7 +118,9 @@ EqualizeReport equalize(Sequential& model, const EqualizeOptions& options) {
       else if (!commutes(model[j])) break;
     }
     if (j >= model.size() || !is_weight_layer(model[j])) continue;
-    Pair p{i, j, parameter(model[i], "weight"), parameter(model[i], "bias"), parameter(model[j], "weight"), 0, 0, 0};
+    const Variable b1 = model[i].find_parameter("bias");
+    Pair p{i, j, model[i].find_parameter("weight").value(), b1.defined() ? b1.value() : Tensor(),
+           model[j].find_parameter("weight").value(), 0, 0, 0};
     p.channels = p.w1.size(0);
     p.per1 = p.w1.numel() / p.channels;
     const int64_t inputs = p.w2.numel() / p.w2.size(0);  // per output channel of the second layer

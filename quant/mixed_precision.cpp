@@ -6,8 +6,6 @@
 
 #include "core/check.h"
 #include "core/ops.h"
-#include "nn/conv2d.h"
-#include "nn/linear.h"
 #include "quant/prediction_kl.h"
 #include "quant/qat.h"
 
@@ -51,8 +49,8 @@ std::vector<LayerSensitivity> weight_sensitivity(Sequential& model, const std::v
     const Tensor reference = logits_of(model, batches);
     for (size_t i = 0; i < model.size(); ++i) {
       Module& m = model[i];
-      if (!dynamic_cast<Conv2d*>(&m) && !dynamic_cast<Linear*>(&m)) continue;
-      LayerSensitivity s{i, m.named_parameters().at(0).second.numel(), widths, {}};
+      if (!is_weight_layer(m)) continue;
+      LayerSensitivity s{i, m.find_parameter("weight").numel(), widths, {}};
       for (int b : widths) {
         QuantSpec q = spec;
         q.bits = b;

@@ -15,6 +15,10 @@
 
 namespace crayon {
 
+bool is_weight_layer(const Module& m) {
+  return dynamic_cast<const Linear*>(&m) != nullptr || dynamic_cast<const Conv2d*>(&m) != nullptr;
+}
+
 QParams weight_qparams(const Tensor& weight, const QuantSpec& spec) {
   const Ranges r = tensor_ranges(weight, spec.axis);
   return spec.axis < 0 ? choose_qparams(r.min[0], r.max[0], spec) : choose_qparams(r.min, r.max, spec);
@@ -38,9 +42,6 @@ uint64_t fingerprint(const Tensor& t, uint64_t seed) {
   return mix64(h);
 }
 
-bool is_weight_layer(const Module& m) {
-  return dynamic_cast<const Linear*>(&m) != nullptr || dynamic_cast<const Conv2d*>(&m) != nullptr;
-}
 bool is_activation(const Module& m) {
   return dynamic_cast<const ReLU*>(&m) != nullptr || dynamic_cast<const ReLU6*>(&m) != nullptr;
 }

@@ -54,6 +54,9 @@ namespace crayon {
 // (per tensor when -1), then choose_qparams. Throws for non-finite weights.
 QParams weight_qparams(const Tensor& weight, const QuantSpec& spec);
 
+// A Linear or Conv2d: the layers whose weights are quantized.
+bool is_weight_layer(const Module& m);
+
 // The parametrization prepare_qat() puts on layer's weight: w -> fake_quant(w,
 // weight_qparams(w)). Rounds with spec.rounding while layer is training and to nearest-even
 // in eval. Stochastic rounding draws from a generator seeded by (seed, the weight's bytes):
