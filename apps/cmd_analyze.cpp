@@ -164,6 +164,7 @@ int cmd_analyze(int argc, char** argv) {
   for (int b : other_bits) {
     QatConfig qb = q;
     qb.weight.bits = qb.act.bits = b;
+    qb.layer_weight_bits.clear();  // one width for every layer
     if (std::any_of(sensitivities.begin(), sensitivities.end(),
                     [&](const SensitivitySet& s) { return s.grid == grid_name(qb); }))
       continue;

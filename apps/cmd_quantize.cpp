@@ -10,6 +10,7 @@
 // (quant/adaround.h) before the bias correction; mixed precision, bits per layer under an
 // average-bits budget from each layer's sensitivity (quant/mixed_precision.h).
 #include <cstdio>
+#include <tuple>
 
 #include "apps/cli.h"
 #include "apps/evaluate.h"
@@ -67,6 +68,10 @@ int cmd_quantize(int argc, char** argv) {
   for (const char* f : {"calib-batches", "batch-size", "adaround-iters"}) require_positive(vm, f);
   require_threads(vm);
   require_path(vm, "out");
+  for (const auto& [flag, needs, on] : {std::tuple{"adaround-iters", "--adaround", learn_rounding},
+                                        std::tuple{"equalize-relu6", "--equalize", equalize_layers},
+                                        std::tuple{"bits-widths", "--bits-budget", vm.count("bits-budget") > 0}})
+    if (!vm[flag].defaulted() && !on) throw UsageError(str("--", flag, ": needs ", needs));
   if (relu6 != "relu" && relu6 != "keep")
     throw UsageError(str("--equalize-relu6: expected relu or keep, got '", relu6, "'"));
   if (bias_correction != "none" && bias_correction != "empirical" && bias_correction != "data-free")
@@ -75,6 +80,9 @@ int cmd_quantize(int argc, char** argv) {
     throw UsageError("--bias-correction data-free: reads the batch norms' statistics, which --equalize rescales; "
                      "use --bias-correction empirical with --equalize");
   QatConfig q = quant_config_from(vm, qflags);
+  if (!q.fold_bn && (equalize_layers || vm.count("bits-budget")))
+    throw UsageError(str(equalize_layers ? "--equalize" : "--bits-budget", ": folds batch norm first, but the "
+                         "quantization config says fold_bn=0"));
   std::vector<int> widths;
   if (vm.count("bits-budget")) {
     if (!(bits_budget >= 2 && bits_budget <= 8))
@@ -93,6 +101,7 @@ int cmd_quantize(int argc, char** argv) {
     throw UsageError(e.what());
   }
   TrainConfig cfg = ck.config;
+  cfg.grad_l1 = 0;  // a float-training setting (apps/train_config.h): the quantized checkpoint does not train with it
   if (!data_dir.empty()) cfg.data_dir = data_dir;
   const Dataset train = load_dataset(cfg.dataset, true, cfg.data_dir);
   const Dataset test = load_dataset(cfg.dataset, false, cfg.data_dir);
@@ -139,9 +148,7 @@ int cmd_quantize(int argc, char** argv) {
       throw UsageError(str("--bits-budget: ", e.what()));
     }
     q.layer_weight_bits = choice.bits;
-    std::string b;
-    for (int x : choice.bits) b += str(b.empty() ? "" : ":", x);
-    steps += str("  mixed precision: weight bits ", b, " per layer, ", choice.total_bits, " bits in all (mean ",
+    steps += str("  mixed precision: ", grid_name(q), ", ", choice.total_bits, " bits in all (mean ",
                  fixed(double(choice.total_bits) / double(weights), 2), " over ", weights,
                  " weights), predicted KL ", sci(choice.predicted_kl), "\n");
   }

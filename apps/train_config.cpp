@@ -87,6 +87,8 @@ std::optional<ConfigProblem> check_config(const TrainConfig& c) {
   non_negative("l2", c.l2);
   non_negative("kure", c.kure);
   non_negative("grad_l1", c.grad_l1);
+  if (c.grad_l1 > 0 && c.kure > 0)
+    fail("grad_l1", "expected one of gradient L1 and KURE, got both (gradient L1 differentiates the loss alone)");
   if (c.grad_l1 > 0 && !c.qat.empty())
     fail("grad_l1", "expected float training: under QAT the gradients are straight-through estimates, whose finite "
                     "differences are no Hessian");

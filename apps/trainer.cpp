@@ -286,7 +286,8 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
         throw AnomalyError(str("anomaly at ", where, ", forward: ", e.what(), "; stopped. ", stop_note));
       }
       const float lv = loss.item();
-      if (!std::isfinite(lv)) throw std::runtime_error(str("loss became ", lv, " at ", where, "; stopped. ", stop_note));
+      const float ov = objective.defined() ? objective.item() : lv;
+      if (!std::isfinite(lv) || !std::isfinite(ov)) throw std::runtime_error(str("loss became ", lv, " at ", where, "; stopped. ", stop_note));
       try {
         (objective.defined() ? objective : loss).backward();
       } catch (const AnomalyError& e) {
@@ -353,7 +354,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
     progress.line(str("epoch ", r.epoch, "/", cfg.epochs, "  loss ", fixed4(r.train_loss), "  train acc ",
                       pct(r.train_acc), (val.empty() ? std::string() : str("  val acc ", pct(r.val_acc))),
                       "  test loss ", fixed4(r.test_loss), "  test acc ", pct(r.test_acc),
-                      (is_quantized(*model) ? str(" (W", qat.weight.bits, "A", qat.act.bits, ")") : std::string()), "  bits: data ",
+                      (is_quantized(*model) ? str(" (", grid_name(qat), ")") : std::string()), "  bits: data ",
                       int64_t(r.data_bits), " + model ", int64_t(r.model_bits), "  ", int64_t(r.images_per_s),
                       " img/s  ", fixed1(train_seconds), "s"));
   }

@@ -20,7 +20,7 @@ for m in $models; do for s in $seeds; do for b in $budgets; do
     said=$("$crayon" quantize --model "$dir/$m-none-seed$s.h5" --out "$out/q.h5" --calib-batches 8 $flags)
     q=$(tail -1 <<<"$said" | sed -E 's/.*quantized ([0-9.]+)%.*/\1/')
     if [ "$choice" = mixed ]; then
-      bits=$(grep -o 'weight bits [0-9:]*' <<<"$said" | cut -d' ' -f3)
+      bits=$(grep -o 'mixed precision: W\[[0-9:]*' <<<"$said" | sed 's/.*\[//')
       mean=$(grep -o '(mean [0-9.]*' <<<"$said" | cut -d' ' -f2)
     else
       bits="$b"; mean="$b"

@@ -15,6 +15,7 @@ for m in $models; do for b in $bits; do for s in $seeds; do
       flags="--$scope"
       case $method in
         bias-correction) flags="$flags --bias-correction" ;;
+        data-free) flags="$flags --bias-correction data-free" ;;
         equalize) flags="$flags --equalize" ;;
         equalize+bias-correction) flags="$flags --equalize --bias-correction" ;;
         adaround) flags="$flags --adaround" ;;

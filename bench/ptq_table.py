@@ -14,7 +14,7 @@ for r in rows:
     c = cells.setdefault((r['model'], r['bits'], r['scope']), {})
     c.setdefault(r['method'], []).append(float(r['quantized']))
     if r['method'] == 'plain': c.setdefault('float', []).append(float(r['float']))
-methods = [m for m in ['plain', 'bias-correction', 'equalize', 'equalize+bias-correction', 'adaround',
+methods = [m for m in ['plain', 'bias-correction', 'data-free', 'equalize', 'equalize+bias-correction', 'adaround',
                         'adaround+bias-correction'] if any(m in c for c in cells.values())]
 print('| model | weights | scope | float | ' + ' | '.join(methods) + ' | QAT (per-channel, 1 epoch) |')
 print('|---|---|---|---|' + '---|' * (len(methods) + 1))

@@ -74,4 +74,17 @@ class Module {
   bool training_ = true;
 };
 
+// Restores a module's training mode when it goes out of scope (also on an exception).
+class TrainModeGuard {
+ public:
+  explicit TrainModeGuard(Module& m) : m_(m), was_(m.is_training()) {}
+  ~TrainModeGuard() { m_.train(was_); }
+  TrainModeGuard(const TrainModeGuard&) = delete;
+  TrainModeGuard& operator=(const TrainModeGuard&) = delete;
+
+ private:
+  Module& m_;
+  bool was_;
+};
+
 }  // namespace crayon

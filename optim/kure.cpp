@@ -13,6 +13,7 @@ Variable kurtosis(const Variable& w) {
   const Variable d = w - mean(w);
   const Variable d2 = d * d;
   const Variable m2 = mean(d2);
+  if (!(m2.item() > 0)) throw std::invalid_argument(str("kurtosis: the ", w.numel(), " values are all equal"));
   return mean(d2 * d2) / (m2 * m2);
 }
 

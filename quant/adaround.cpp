@@ -22,9 +22,10 @@ constexpr int64_t kChunk = 128;  // rows per forward pass outside the optimizati
 
 
 
-// The layer's map with the given weight (its own bias and geometry).
+// The layer's map with the given weight (its own bias, as a constant, and geometry).
 Variable apply(const Module& layer, const Variable& x, const Variable& w) {
-  const Variable b = layer.find_parameter("bias");
+  const Variable bias = layer.find_parameter("bias");
+  const Variable b = bias.defined() ? Variable(bias.value()) : Variable();
   if (const auto* conv = dynamic_cast<const Conv2d*>(&layer)) return conv2d(x, w, b, conv->params());
   const Variable y = matmul(x, w, false, true);
   return b.defined() ? y + b : y;
@@ -158,12 +159,12 @@ std::vector<AdaRoundLayer> adaround(Sequential& model, const std::vector<Tensor>
   Shape input = batches[0].shape();
   input.erase(input.begin());
   const std::shared_ptr<Sequential> reference = float_copy(model, input);
-  const bool training = model.is_training();
+  TrainModeGuard mode(model);
   model.eval();
   reference->eval();
   Rng rng(o.seed);
   std::vector<AdaRoundLayer> out;
-  try {
+  {
     Tensor xq = concat_rows(batches), xf = xq;  // the layer's input in the model and in the float model
     const int64_t n = xq.size(0), chunks = (n + o.batch - 1) / o.batch;
     size_t r = 0;  // the reference layer beside model layer i
@@ -223,11 +224,13 @@ std::vector<AdaRoundLayer> adaround(Sequential& model, const std::vector<Tensor>
           codes.data()[k] = g.free.data()[k] == 0.f ? g.nearest.data()[k]
                                                     : std::clamp(codes.data()[k] + (V.value().data()[k] >= 0 ? 1.f : 0.f),
                                                                  float(g.qmin), float(g.qmax));
-        const Tensor w_ada = weights_of_codes(w, g, codes), w_near = weights_of_codes(w, g, g.nearest);
+        // The losses of what the fake-quant will read: the pinned extremes round to nearest.
+        const Tensor w_ada = weights_of_codes(w, g, codes);
+        const Tensor read_ada = (*wfq)(Variable(w_ada)).value(), read_near = (*wfq)(Variable(w)).value();
         AdaRoundLayer rep;
         rep.layer = i;
-        rep.nearest_loss = reconstruction(layer, xq, target, w_near, f);
-        rep.adaround_loss = reconstruction(layer, xq, target, w_ada, f);
+        rep.nearest_loss = reconstruction(layer, xq, target, read_near, f);
+        rep.adaround_loss = reconstruction(layer, xq, target, read_ada, f);
         rep.kept_nearest = rep.adaround_loss > rep.nearest_loss;
         int64_t changed = 0;
         for (int64_t k = 0; k < codes.numel(); ++k) changed += codes.data()[k] != g.nearest.data()[k];
@@ -245,11 +248,7 @@ std::vector<AdaRoundLayer> adaround(Sequential& model, const std::vector<Tensor>
         return ref(Variable(x)).value();
       }, xf);
     }
-  } catch (...) {
-    model.train(training);
-    throw;
   }
-  model.train(training);
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "quant/bias_correction.h"
 
 #include <cmath>
+#include <optional>
 #include <numbers>
 #include <stdexcept>
 
@@ -86,12 +87,14 @@ std::vector<LayerBiasShift> walk(Sequential& model, Sequential* reference, const
     if (!same)
       throw std::invalid_argument(str("bias shift: the reference ", reference->spec(), " does not have the weight "
                                       "layers of ", model.spec()));
-    reference->eval();
   }
-  const bool training = model.is_training();
+  std::optional<TrainModeGuard> ref_mode;
+  if (reference) ref_mode.emplace(*reference);
+  if (reference) reference->eval();
+  TrainModeGuard mode(model);
   model.eval();
   std::vector<LayerBiasShift> out;
-  try {
+  {
     NoGradGuard no_grad;
     std::vector<Tensor> acts = batches;
     for (size_t i = 0; i < model.size(); ++i) {
@@ -121,11 +124,7 @@ std::vector<LayerBiasShift> walk(Sequential& model, Sequential* reference, const
       }
       for (Tensor& x : acts) x = layer(Variable(x)).value();
     }
-  } catch (...) {
-    model.train(training);
-    throw;
   }
-  model.train(training);
   return out;
 }
 
@@ -191,30 +190,32 @@ std::vector<LayerBiasShift> correct_bias_data_free(Sequential& model,
                                                    const std::vector<std::vector<double>>& input_means) {
   if (!is_quantized(model))
     throw std::invalid_argument("bias correction: the model is not prepared for quantization (prepare_qat first)");
-  const bool training = model.is_training();
+  // Every check first, so that a mismatch leaves every bias as it was.
+  std::vector<size_t> layers;
+  for (size_t i = 0; i < model.size(); ++i)
+    if (is_weight_layer(model[i])) layers.push_back(i);
+  if (layers.size() != input_means.size())
+    throw std::invalid_argument(str("data-free bias correction: ", input_means.size(), " input means for ",
+                                    layers.size(), " weight layers"));
+  auto inputs_of = [&](const Module& layer) {  // what the means are per: a conv's channels, a linear's features
+    const Tensor w = layer.find_parameter("weight").value();
+    const auto* conv = dynamic_cast<const Conv2d*>(&layer);
+    return conv ? conv->in_channels() : w.numel() / w.size(0);
+  };
+  for (size_t k = 0; k < layers.size(); ++k)
+    if (!input_means[k].empty() && int64_t(input_means[k].size()) != inputs_of(model[layers[k]]))
+      throw std::invalid_argument(str("data-free bias correction: layer ", layers[k], " reads ",
+                                      inputs_of(model[layers[k]]), " inputs, got ", input_means[k].size(), " means"));
+  TrainModeGuard mode(model);
   model.eval();
   std::vector<LayerBiasShift> out;
-  size_t k = 0;
-  for (size_t i = 0; i < model.size(); ++i) {
-    Module& layer = model[i];
-    if (!is_weight_layer(layer)) continue;
-    if (k >= input_means.size()) {
-      model.train(training);
-      throw std::invalid_argument(str("data-free bias correction: ", input_means.size(), " input means for a model "
-                                      "with more weight layers"));
-    }
-    const std::vector<double>& m = input_means[k++];
-    LayerBiasShift r{i, false, 0.0};
+  for (size_t k = 0; k < layers.size(); ++k) {
+    Module& layer = model[layers[k]];
+    const std::vector<double>& m = input_means[k];
+    LayerBiasShift r{layers[k], false, 0.0};
     if (!m.empty() && layer.find_parameter("bias").defined()) {
       const Tensor eps = weight_error(layer);
-      const int64_t O = eps.size(0), inputs = eps.numel() / O;
-      const auto* conv = dynamic_cast<const Conv2d*>(&layer);
-      const int64_t n = conv ? conv->in_channels() : inputs, per = inputs / n;
-      if (int64_t(m.size()) != n) {
-        model.train(training);
-        throw std::invalid_argument(str("data-free bias correction: layer ", i, " reads ", n, " inputs, got ",
-                                        m.size(), " means"));
-      }
+      const int64_t O = eps.size(0), n = inputs_of(layer), per = eps.numel() / O / n;
       std::vector<double> shift(size_t(O), 0.0);
       for (int64_t o = 0; o < O; ++o)
         for (int64_t c = 0; c < n; ++c)
@@ -225,10 +226,6 @@ std::vector<LayerBiasShift> correct_bias_data_free(Sequential& model,
     }
     out.push_back(r);
   }
-  model.train(training);
-  if (k != input_means.size())
-    throw std::invalid_argument(str("data-free bias correction: ", input_means.size(), " input means for ", k,
-                                    " weight layers"));
   return out;
 }
 

@@ -143,6 +143,11 @@ void prepare_qat(Sequential& model, const QatConfig& config) {
   if (is_quantized(model))
     throw std::invalid_argument(str("prepare_qat: the model is already prepared for quantization: ", model.spec()));
 
+  size_t weight_layers = 0;
+  visit(model, [&](Module& m) { weight_layers += is_weight_layer(m); });
+  if (!config.layer_weight_bits.empty() && config.layer_weight_bits.size() != weight_layers)
+    throw std::invalid_argument(str("prepare_qat: layer_weight_bits has ", config.layer_weight_bits.size(),
+                                    " widths for a model with ", weight_layers, " conv / linear layers: ", model.spec()));
   if (config.fold_bn) {
     fold_batchnorm(model);
     for (size_t i = 0; i < model.size(); ++i)
@@ -152,11 +157,6 @@ void prepare_qat(Sequential& model, const QatConfig& config) {
                                         "in float: ", model.spec()));
   }
 
-  size_t weight_layers = 0;
-  visit(model, [&](Module& m) { weight_layers += is_weight_layer(m); });
-  if (!config.layer_weight_bits.empty() && config.layer_weight_bits.size() != weight_layers)
-    throw std::invalid_argument(str("prepare_qat: layer_weight_bits has ", config.layer_weight_bits.size(),
-                                    " widths for a model with ", weight_layers, " conv / linear layers: ", model.spec()));
   Rng seeds(config.seed);  // one seed per quantized tensor, in forward order
   size_t k = 0;
   visit(model, [&](Module& m) {

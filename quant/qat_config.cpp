@@ -133,7 +133,7 @@ void set_qat_option(QatConfig& c, const std::string& key_in, const std::string& 
       if (b < 2 || b > 8) bad(key_in, v, "bit widths in [2, 8] separated by ':'");
       c.layer_weight_bits.push_back(int(b));
     }
-    if (c.layer_weight_bits.empty()) bad(key_in, v, "bit widths in [2, 8] separated by ':'");
+    if (c.layer_weight_bits.empty() || v.back() == ':') bad(key_in, v, "bit widths in [2, 8] separated by ':'");
   } else if (key == "fold_bn") c.fold_bn = bool_value(key_in, v);
   else if (key == "seed") c.seed = unsigned_value(key_in, v, "an integer >= 0");
   else

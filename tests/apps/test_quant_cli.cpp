@@ -201,7 +201,7 @@ TEST_CASE("quantize --bits-budget: bits per layer within the budget, stored, and
               "--calib-batches 4") == 0);
   INFO(cli.output());
   CHECK(cli.output().find(": W[") != std::string::npos);
-  CHECK(cli.output().find("mixed precision: weight bits ") != std::string::npos);
+  CHECK(cli.output().find("mixed precision: W[") != std::string::npos);
   TrainCheckpoint q = load_train_checkpoint(dir / "mp.h5");
   const std::vector<int> bits = parse_qat_config(q.config.qat).layer_weight_bits;
   REQUIRE(bits.size() == 5);
@@ -230,6 +230,10 @@ TEST_CASE("quantize --bits-budget: bits per layer within the budget, stored, and
   CHECK(cli.first_error_line().find("--bits-budget: expected mean weight bits in [2, 8]") != std::string::npos);
   CHECK(cli(base + " --bits-budget 4 --weight-bits 4") == 2);
   CHECK(cli.first_error_line().find("drop --weight-bits") != std::string::npos);
+  CHECK(cli(base + " --bits-widths 8,4") == 2);
+  CHECK(cli.first_error_line().find("--bits-widths: needs --bits-budget") != std::string::npos);
+  CHECK(cli(base + " --bits-budget 3 --qat-config fold_bn=0") == 2);
+  CHECK(cli.first_error_line().find("fold_bn=0") != std::string::npos);
   CHECK(cli(base + " --bits-budget 3 --bits-widths 8,4") == 2);
   CHECK(cli.first_error_line().find("--bits-budget: choose bits: a budget of") != std::string::npos);
 }

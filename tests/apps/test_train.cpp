@@ -72,9 +72,22 @@ TEST_CASE("train --grad-l1: trains with the Hessian-vector term and is refused u
   const auto records = run_training(run);
   CHECK(records.back().test_acc > 0.75);  // ~80 % without it
   CHECK(load_train_checkpoint(run.out).config.grad_l1 == 1e-4);
+  // The term changes the training: the same run without it ends with other weights.
+  TrainRun plain = small_run(dir / "p.h5");
+  plain.config.epochs = 1;
+  run_training(plain);
+  const auto a = load_train_checkpoint(run.out).model->named_parameters();
+  const auto b = load_train_checkpoint(plain.out).model->named_parameters();
+  double diff = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    for (int64_t k = 0; k < a[i].second.numel(); ++k)
+      diff = std::max(diff, double(std::fabs(a[i].second.value().data()[k] - b[i].second.value().data()[k])));
+  CHECK(diff > 1e-3);
   const Cli cli(dir);
   CHECK(cli("train --qat --grad-l1 0.01 --out " + (dir / "q.h5")) == 2);
   CHECK(cli.first_error_line().find("--grad-l1: expected float training") != std::string::npos);
+  CHECK(cli("train --kure 0.1 --grad-l1 0.01 --out " + (dir / "k.h5")) == 2);
+  CHECK(cli.first_error_line().find("--grad-l1: expected one of gradient L1 and KURE") != std::string::npos);
 }
 
 TEST_CASE("train: an interrupted run resumed from its checkpoint ends with the same weights") {

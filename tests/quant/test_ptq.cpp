@@ -193,6 +193,49 @@ TEST_CASE("bias correction: the measured mean output shift of every layer is gon
                        std::invalid_argument);
 }
 
+TEST_CASE("bias correction: data-free through a flatten maps each BN channel to its block of linear inputs") {
+  Rng rng(16);
+  const char* spec = "bn-relu-flatten-linear(4)";
+  auto model = build_model(spec, {3, 2, 2}, rng);
+  for (const auto& [n, v] : (*model)[0].named_parameters()) {
+    Tensor t = v.value();
+    for (int c = 0; c < 3; ++c) t.data()[c] = n == "weight" ? 0.5f + float(c) : float(c) - 1.f;
+  }
+  const std::vector<std::vector<double>> means = bn_input_means(*model);
+  REQUIRE(means.size() == 1);
+  REQUIRE(means[0].size() == 12);  // 3 channels x 2 x 2 positions, channel-major as flatten lays them out
+  for (int k = 0; k < 12; ++k) {
+    const int c = k / 4;
+    const double mu = double(c) - 1, sigma = 0.5 + double(c);
+    const double a = mu / sigma;
+    const double want = mu * 0.5 * std::erfc(-a / std::sqrt(2.0)) + sigma * std::exp(-0.5 * a * a) / std::sqrt(2 * M_PI);
+    CHECK(means[0][size_t(k)] == doctest::Approx(want).epsilon(1e-9));
+  }
+  QatConfig q;
+  q.weight.bits = 3;
+  q.fold_bn = false;
+  auto measured = build_model(spec, {3, 2, 2}, rng);
+  for (size_t i = 0; i < model->size(); ++i) {
+    auto src = (*model)[i].named_parameters();
+    auto dst = (*measured)[i].named_parameters();
+    for (size_t j = 0; j < src.size(); ++j) dst[j].second.value().copy_from(src[j].second.value());
+  }
+  prepare_qat(*model, q);
+  prepare_qat(*measured, q);
+  std::vector<Tensor> batches;
+  for (uint64_t s = 0; s < 8; ++s) batches.push_back(crayon::testing::normal({4096, 3, 2, 2}, 50 + s));
+  const std::vector<LayerBiasShift> predicted = correct_bias_data_free(*model, means);
+  correct_bias(*measured, batches);
+  REQUIRE(predicted[0].corrected);
+  auto bias = [](const Sequential& m) {
+    for (size_t i = 0; i < m.size(); ++i)
+      if (dynamic_cast<const Linear*>(&m[i])) return m[i].find_parameter("bias").value();
+    FAIL("no linear");
+    return Tensor();
+  };
+  check_close(bias(*model), bias(*measured), 0.05 * predicted[0].mean_abs_shift, Tensor::ones({4}), "corrected biases");
+}
+
 TEST_CASE("bias correction: the data-free shift from BN statistics matches the one measured on BN-shaped data") {
   // bn-relu6-conv and bn-relu-conv: inputs N(0, 1) give BN outputs N(beta, gamma^2) exactly
   // (running mean 0, variance 1), which is what the data-free model of the input assumes.
@@ -386,4 +429,5 @@ TEST_CASE("mixed precision: sensitivities grow as widths shrink and the bits per
                        std::invalid_argument);
   CHECK_THROWS_AS(parse_qat_config("layer_weight_bits=8:9"), std::invalid_argument);
   CHECK_THROWS_AS(parse_qat_config("layer_weight_bits="), std::invalid_argument);
+  CHECK_THROWS_AS(parse_qat_config("layer_weight_bits=8:4:"), std::invalid_argument);
 }
