@@ -155,12 +155,13 @@ std::vector<std::vector<double>> bn_input_means(const Sequential& model) {
     // Back from layer i over flatten / dropout and at most one ReLU or ReLU6 to a BN.
     size_t j = i;
     int activation = 0;  // 0 none, 1 relu, 2 relu6
-    while (j > 0 && (dynamic_cast<const Flatten*>(&model[j - 1]) || dynamic_cast<const Dropout*>(&model[j - 1])))
-      --j;
+    auto skip_identities = [&] {  // flatten and dropout (in eval) keep every mean
+      while (j > 0 && (dynamic_cast<const Flatten*>(&model[j - 1]) || dynamic_cast<const Dropout*>(&model[j - 1]))) --j;
+    };
+    skip_identities();
     if (j > 0 && dynamic_cast<const ReLU*>(&model[j - 1])) activation = 1, --j;
     else if (j > 0 && dynamic_cast<const ReLU6*>(&model[j - 1])) activation = 2, --j;
-    while (j > 0 && (dynamic_cast<const Flatten*>(&model[j - 1]) || dynamic_cast<const Dropout*>(&model[j - 1])))
-      --j;
+    skip_identities();
     const auto* bn = j > 0 ? dynamic_cast<const BatchNorm*>(&model[j - 1]) : nullptr;
     std::vector<double> means;
     if (bn) {
