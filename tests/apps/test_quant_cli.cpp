@@ -29,6 +29,13 @@ TrainRun one_epoch_mlp(const std::string& out) {
   return run;
 }
 
+// A float lenet5 trained for one epoch on 3000 images: what the PTQ tests quantize.
+void one_epoch_lenet5(const std::string& out) {
+  TrainRun run = small_run(out, "lenet5");
+  run.config.epochs = 1;
+  run_training(run);
+}
+
 EvalResult eval_on_1000(Module& model) {
   const Dataset test = load_dataset("mnist", false, mnist_dir()).slice(0, 1000);
   return evaluate(model, test, dataset_stats("mnist"));
@@ -103,9 +110,7 @@ TEST_CASE("train --qat: a run interrupted before and after the switch to QAT res
 
 TEST_CASE("quantize and eval: PTQ from the command line, reported beside the float model") {
   TempDir dir;
-  TrainRun run = small_run(dir / "float.h5", "lenet5");
-  run.config.epochs = 1;
-  run_training(run);
+  one_epoch_lenet5(dir / "float.h5");
   const Cli cli(dir);
   REQUIRE(cli("quantize --model " + (dir / "float.h5") + " --out " + (dir / "q.h5") +
               " --weight-bits 8 --act-bits 8 --observer percentile --calib-batches 4 --threads 2") == 0);
@@ -134,9 +139,7 @@ TEST_CASE("quantize and eval: PTQ from the command line, reported beside the flo
 
 TEST_CASE("quantize --equalize --bias-correction: the PTQ pipeline from the command line, exported to int8") {
   TempDir dir;
-  TrainRun run = small_run(dir / "float.h5", "lenet5");
-  run.config.epochs = 1;
-  run_training(run);
+  one_epoch_lenet5(dir / "float.h5");
   const Cli cli(dir);
   REQUIRE(cli("quantize --model " + (dir / "float.h5") + " --out " + (dir / "q.h5") +
               " --weight-bits 4 --per-tensor --equalize --bias-correction --calib-batches 4") == 0);
@@ -172,9 +175,7 @@ TEST_CASE("quantize --equalize --bias-correction: the PTQ pipeline from the comm
 
 TEST_CASE("quantize --adaround: learned rounding at 2 bits beats nearest and exports to the int8 engine") {
   TempDir dir;
-  TrainRun run = small_run(dir / "float.h5", "lenet5");
-  run.config.epochs = 1;
-  run_training(run);
+  one_epoch_lenet5(dir / "float.h5");
   const Cli cli(dir);
   const std::string base = "quantize --model " + (dir / "float.h5") + " --weight-bits 2 --calib-batches 4";
   REQUIRE(cli(base + " --out " + (dir / "near.h5")) == 0);
@@ -193,9 +194,7 @@ TEST_CASE("quantize --adaround: learned rounding at 2 bits beats nearest and exp
 
 TEST_CASE("quantize --bits-budget: bits per layer within the budget, stored, and run by the int8 engine") {
   TempDir dir;
-  TrainRun run = small_run(dir / "float.h5", "lenet5");
-  run.config.epochs = 1;
-  run_training(run);
+  one_epoch_lenet5(dir / "float.h5");
   const Cli cli(dir);
   REQUIRE(cli("quantize --model " + (dir / "float.h5") + " --out " + (dir / "mp.h5") + " --bits-budget 3 "
               "--calib-batches 4") == 0);

@@ -79,6 +79,14 @@ std::vector<double> in_ranges(const Tensor& w, int64_t channels) {
   return r;
 }
 
+// Every parameter of `from` into the same-shaped model `to`.
+void copy_parameters(const Sequential& from, Sequential& to) {
+  const auto src = from.named_parameters();
+  auto dst = to.named_parameters();
+  REQUIRE(src.size() == dst.size());
+  for (size_t j = 0; j < src.size(); ++j) dst[j].second.value().copy_from(src[j].second.value());
+}
+
 const char* kReluNet = "conv(6,3,pad=1)-relu-maxpool(2)-conv(8,3)-relu-flatten-linear(20)-relu-dropout(0.5)-linear(5)";
 
 }  // namespace
@@ -215,11 +223,7 @@ TEST_CASE("bias correction: data-free through a flatten maps each BN channel to 
   q.weight.bits = 3;
   q.fold_bn = false;
   auto measured = build_model(spec, {3, 2, 2}, rng);
-  for (size_t i = 0; i < model->size(); ++i) {
-    auto src = (*model)[i].named_parameters();
-    auto dst = (*measured)[i].named_parameters();
-    for (size_t j = 0; j < src.size(); ++j) dst[j].second.value().copy_from(src[j].second.value());
-  }
+  copy_parameters(*model, *measured);
   prepare_qat(*model, q);
   prepare_qat(*measured, q);
   std::vector<Tensor> batches;
@@ -262,11 +266,7 @@ TEST_CASE("bias correction: the data-free shift from BN statistics matches the o
     q.weight.bits = 3;
     q.fold_bn = false;  // the BN stays, producing the data
     auto measured = build_model(str("bn-", act, "-conv(5,3)-flatten-linear(4)"), {3, 6, 6}, rng);
-    for (size_t i = 0; i < model->size(); ++i) {  // same values in both
-      auto src = (*model)[i].named_parameters();
-      auto dst = (*measured)[i].named_parameters();
-      for (size_t j = 0; j < src.size(); ++j) dst[j].second.value().copy_from(src[j].second.value());
-    }
+    copy_parameters(*model, *measured);  // same values in both
     prepare_qat(*model, q);
     prepare_qat(*measured, q);
     std::vector<Tensor> batches;
