@@ -1,11 +1,13 @@
 #include "core/ops_conv.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
 
+#include "core/conv_direct.h"
 #include "core/sgemm.h"
 #include "core/check.h"
 #include "core/parallel.h"
@@ -102,7 +104,39 @@ int64_t chunk_images(const ConvGeom& g, int threads) {
 
 // Forward columns are kept for the weight gradient when they take at most this much.
 constexpr int64_t kSaveColumnsBytes = int64_t(64) << 20;
+
+std::atomic<ConvAlgo> g_conv_algo{ConvAlgo::automatic};
+
+// The direct kernels when they take this convolution, else null (im2col + GEMM).
+const conv_detail::DirectKernels* direct_path(const ConvGeom& g, const Conv2dParams& p) {
+  if (g_conv_algo.load() == ConvAlgo::gemm || !conv_detail::direct_applies(g.KH, g.KW, p)) return nullptr;
+  return conv_detail::direct_kernels(float_isa());
+}
+
+// db[o] += sum of dy over the batch and the plane: each plane in 16 float lanes (they
+// vectorize), the lanes and the planes added in double.
+void add_bias_grad(const float* pdy, int64_t B, int64_t O, int64_t hw, float* db) {
+  constexpr int kLanes = 16;
+  parallel_for(O, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) {
+      double s = 0;
+      for (int64_t b = 0; b < B; ++b) {
+        const float* d = pdy + (b * O + o) * hw;
+        float lane[kLanes] = {};
+        int64_t j = 0;
+        for (; j + kLanes <= hw; j += kLanes)
+          for (int l = 0; l < kLanes; ++l) lane[l] += d[j + l];
+        for (; j < hw; ++j) s += d[j];
+        for (float v : lane) s += v;
+      }
+      db[o] += float(s);
+    }
+  });
+}
 }  // namespace
+
+void set_conv_algo(ConvAlgo algo) { g_conv_algo.store(algo); }
+ConvAlgo conv_algo() { return g_conv_algo.load(); }
 
 Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, const Conv2dParams& p) {
   if (x.ndim() != 4 || w.ndim() != 4)
@@ -118,6 +152,23 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
   const std::string where = str("conv2d of input ", shape_str(x.shape()), " with weight ", shape_str(w.shape()));
   g.OH = window_out_size(g.H, g.KH, p.stride_h, p.pad_h, (where + ", height").c_str());
   g.OW = window_out_size(g.W, g.KW, p.stride_w, p.pad_w, (where + ", width").c_str());
+
+  if (const conv_detail::DirectKernels* dk = direct_path(g, p)) {
+    const conv_detail::DirectGeom dg{g.C, g.H, g.W, g.O, g.OH, g.OW, g.KH, g.KW, p.pad_h, p.pad_w};
+    Tensor y = Tensor::empty({g.B, g.O, g.OH, g.OW});
+    conv_detail::direct_forward(*dk, dg, g.B, x.value().data(), w.value().data(),
+                                bias.defined() ? bias.value().data() : nullptr, y.data());
+    return make_result(std::move(y), {x, w, bias}, [dk, dg, B = g.B](const Tensor& dy, std::vector<Variable>& in) {
+      Variable &x = in[0], &w = in[1], &bias = in[2];
+      float beta = 0.f;  // a new gradient buffer is zero-filled, so each pass adds into it
+      if (bias.defined() && bias.requires_grad())
+        add_bias_grad(dy.data(), B, dg.O, dg.OH * dg.OW, bias.grad_accumulator(&beta).data());
+      if (x.requires_grad())
+        conv_detail::direct_input_grad(*dk, dg, B, dy.data(), w.value().data(), x.grad_accumulator(&beta).data());
+      if (w.requires_grad())
+        conv_detail::direct_weight_grad(*dk, dg, B, x.value().data(), dy.data(), w.grad_accumulator(&beta).data());
+    }, "conv2d");
+  }
 
   // The threads share out fixed chunks of images; each runs im2col and its own
   // single-threaded GEMM per chunk (for LeNet-sized layers 2-3x faster than one GEMM split
@@ -162,17 +213,8 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
     const int64_t hw = g.hw(), ckk = g.ckk();
     const float* pdy = dy.data();
     float beta = 0.f;
-    if (bias.defined() && bias.requires_grad()) {
-      float* db = bias.grad_accumulator(&beta).data();
-      for (int64_t o = 0; o < g.O; ++o) {
-        double s = 0;
-        for (int64_t b = 0; b < g.B; ++b) {
-          const float* d = pdy + (b * g.O + o) * hw;
-          for (int64_t j = 0; j < hw; ++j) s += d[j];
-        }
-        db[o] += float(s);  // a new gradient buffer is zero-filled
-      }
-    }
+    if (bias.defined() && bias.requires_grad())
+      add_bias_grad(pdy, g.B, g.O, hw, bias.grad_accumulator(&beta).data());  // a new buffer is zero-filled
     const bool need_dw = w.requires_grad(), need_dx = x.requires_grad();
     if (!need_dw && !need_dx) return;
     // Gradient buffers are taken here, on one thread; new ones are zero-filled, so col2im

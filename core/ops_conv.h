@@ -29,13 +29,22 @@ inline PoolWindow pool_window(const Pool2dParams& p, int64_t H, int64_t W, int64
 }
 
 // x: (B, C, H, W), w: (O, C, KH, KW), bias: (O,) or undefined -> (B, O, OH, OW).
-// im2col + one sgemm per chunk of images; backward is two sgemms + col2im.
+// Two algorithms: at stride 1 on the AVX2 and AVX-512 paths, the direct kernels of
+// core/conv_direct.h (no im2col buffer; the input gradient is the same kernel, the weight
+// gradient its own); otherwise im2col + one sgemm per chunk of images, backward two sgemms +
+// col2im.
 Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, const Conv2dParams& p = {});
 
 // x: (B, C, H, W) -> (B, C, OH, OW). Padding cells never win a max.
 Variable max_pool2d(const Variable& x, const Pool2dParams& p);
 // Average over the window, padding cells counted as zeros (PyTorch's count_include_pad).
 Variable avg_pool2d(const Variable& x, const Pool2dParams& p);
+
+// Which algorithm conv2d uses: `automatic` takes the direct kernels wherever they apply;
+// `gemm` and `direct` force one (direct where it applies, else gemm), for tests and benchmarks.
+enum class ConvAlgo { automatic, gemm, direct };
+void set_conv_algo(ConvAlgo algo);
+ConvAlgo conv_algo();
 
 // Output size of a sliding window; throws (naming `what` and the numbers) if empty.
 int64_t window_out_size(int64_t in, int kernel, int stride, int pad, const char* what);

@@ -22,6 +22,7 @@
 #include "core/parallel.h"
 #include "core/reference.h"
 #include "core/rng.h"
+#include "core/sgemm.h"
 #include "tests/support/threads.h"
 #include "tests/support/tensors.h"
 
@@ -327,4 +328,124 @@ TEST_CASE("conv2d: a retained graph gives the same gradients on a second backwar
   y.backward(r, true);
   CHECK(bitwise_equal(vx.grad(), gx));
   CHECK(bitwise_equal(vw.grad(), gw));
+}
+
+namespace {
+
+// Restores the float path and the convolution algorithm a test changed.
+struct KernelChoice {
+  KernelChoice(FloatIsa isa, ConvAlgo algo) {
+    set_float_isa(isa);
+    set_conv_algo(algo);
+  }
+  ~KernelChoice() {
+    set_float_isa(saved_isa);
+    set_conv_algo(saved_algo);
+  }
+  KernelChoice(const KernelChoice&) = delete;
+  KernelChoice& operator=(const KernelChoice&) = delete;
+  FloatIsa saved_isa = float_isa();
+  ConvAlgo saved_algo = conv_algo();
+};
+
+// Shapes for both algorithms: mostly stride 1 (the direct kernels' case) with padding up to
+// kernel - 1, sometimes stride 2 or more padding (im2col + GEMM); channel counts past one
+// register block (24 outputs on AVX-512), widths past one column block (64 on AVX-512) and
+// odd sizes; batch 1 to 3. The reference's work is kept under ~3M multiply-adds.
+ConvCase random_algo_case(Rng& rng) {
+  for (;;) {
+    ConvCase c;
+    const int64_t B = 1 + int64_t(rng.below(3));
+    const int64_t C = rng.below(4) == 0 ? 1 : 1 + int64_t(rng.below(9));
+    const int64_t O = 1 + int64_t(rng.below(rng.below(3) == 0 ? 30 : 9));
+    const int K = 1 + int(rng.below(7));
+    const int64_t H = 1 + int64_t(rng.below(20));
+    const int64_t W = rng.below(4) == 0 ? 60 + int64_t(rng.below(20)) : 1 + int64_t(rng.below(30));
+    const bool strided = rng.below(5) == 0;
+    c.p.stride_h = c.p.stride_w = strided ? 2 : 1;
+    c.p.pad_h = int(rng.below(uint64_t(K + (rng.below(6) == 0 ? 2 : 0))));
+    c.p.pad_w = int(rng.below(uint64_t(K + (rng.below(6) == 0 ? 2 : 0))));
+    if (H + 2 * c.p.pad_h < K || W + 2 * c.p.pad_w < K) continue;
+    c.x = {B, C, H, W};
+    c.w = {O, C, K, K};
+    const int64_t OH = (H + 2 * c.p.pad_h - K) / c.p.stride_h + 1, OW = (W + 2 * c.p.pad_w - K) / c.p.stride_w + 1;
+    if (B * O * OH * OW * C * K * K <= 3'000'000) return c;
+  }
+}
+
+// Forward, input, weight and bias gradients of conv2d against the reference's, each within
+// kTol of the sum of its terms' magnitudes.
+void check_conv_all(const ConvCase& c, uint64_t seed, const std::string& what) {
+  const Tensor x = normal(c.x, seed), w = normal(c.w, seed + 1), b = normal({c.w[0]}, seed + 2);
+  Variable vx(x, true), vw(w, true), vb(b, true);
+  Variable y = conv2d(vx, vw, vb, c.p);
+  const Tensor dy = normal(y.shape(), seed + 3);
+  y.backward(dy);
+  const std::string where = what + " " + describe(c);
+  check_close(y.value(), reference::conv2d(x, w, b, c.p), kTol,
+              reference::conv2d(map(x, absf), map(w, absf), map(b, absf), c.p), where + " forward");
+  const reference::Conv2dGrads want = reference::conv2d_backward(x, w, dy, c.p);
+  const reference::Conv2dGrads scale = reference::conv2d_backward(map(x, absf), map(w, absf), map(dy, absf), c.p);
+  check_close(vx.grad(), want.dx, kTol, scale.dx, where + " input gradient");
+  check_close(vw.grad(), want.dw, kTol, scale.dw, where + " weight gradient");
+  const int64_t O = c.w[0], plane = y.size(2) * y.size(3);
+  Tensor db = Tensor::empty({O}), db_scale = Tensor::empty({O});
+  for (int64_t o = 0; o < O; ++o) {
+    double s = 0, a = 0;
+    for (int64_t i = 0; i < y.size(0); ++i)
+      for (int64_t j = 0; j < plane; ++j) {
+        const double v = dy.data()[(i * O + o) * plane + j];
+        s += v;
+        a += std::fabs(v);
+      }
+    db.data()[o] = float(s);
+    db_scale.data()[o] = float(a);
+  }
+  check_close(vb.grad(), db, kTol, db_scale, where + " bias gradient");
+}
+
+}  // namespace
+
+TEST_CASE("conv2d: both algorithms on every float path match the reference forward and both gradients") {
+  std::string ran;
+  for (FloatIsa isa : {FloatIsa::blas, FloatIsa::avx2, FloatIsa::avx512}) {
+    if (!float_isa_supported(isa)) continue;
+    for (ConvAlgo algo : {ConvAlgo::gemm, ConvAlgo::direct}) {
+      KernelChoice choice(isa, algo);
+      const std::string what = str(float_isa_name(isa), algo == ConvAlgo::gemm ? " gemm" : " direct");
+      ran += (ran.empty() ? "" : ", ") + what;
+      Rng rng(7100 + uint64_t(isa) * 10 + uint64_t(algo));
+      for (int trial = 0; trial < 60; ++trial) check_conv_all(random_algo_case(rng), uint64_t(9000 + trial), what);
+      // The layers crayon's presets have, at batch 2, and a first layer with C = 1 and 3.
+      check_conv_all({{2, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}}, 9100, what);
+      check_conv_all({{2, 6, 14, 14}, {16, 6, 5, 5}, {}}, 9101, what);
+      check_conv_all({{2, 3, 32, 32}, {32, 3, 3, 3}, {1, 1, 1, 1}}, 9102, what);
+      check_conv_all({{1, 32, 16, 16}, {64, 32, 3, 3}, {1, 1, 1, 1}}, 9103, what);
+      check_conv_all({{2, 16, 8, 8}, {40, 16, 3, 3}, {1, 1, 1, 1}}, 9104, what);
+    }
+  }
+  MESSAGE("conv2d paths tested: " << ran);
+}
+
+TEST_CASE("conv2d: the direct kernels run on a batch split over threads as on one thread") {
+  // The forward pass and the input gradient split the batch, each image computed alone, so
+  // the bits match; the weight gradient sums each thread's images apart and adds the parts,
+  // so it agrees within float round-off.
+  for (FloatIsa isa : {FloatIsa::avx2, FloatIsa::avx512}) {
+    if (!float_isa_supported(isa)) continue;
+    KernelChoice choice(isa, ConvAlgo::direct);
+    const Tensor x = normal({9, 3, 12, 13}, 9200), w = normal({5, 3, 3, 3}, 9201), r = normal({9, 5, 12, 13}, 9202);
+    std::vector<Tensor> got[2];
+    for (int threads : {1, 2}) {
+      ThreadCount tc(threads);
+      Variable vx(x, true), vw(w, true);
+      Variable y = conv2d(vx, vw, Variable(), {1, 1, 1, 1});
+      y.backward(r);
+      got[threads - 1] = {y.value(), vx.grad(), vw.grad()};
+    }
+    CHECK_MESSAGE(bitwise_equal(got[0][0], got[1][0]), float_isa_name(isa));
+    CHECK_MESSAGE(bitwise_equal(got[0][1], got[1][1]), float_isa_name(isa));
+    const Tensor scale = reference::conv2d_backward(map(x, absf), map(w, absf), map(r, absf), {1, 1, 1, 1}).dw;
+    check_close(got[1][2], got[0][2], kTol, scale, str(float_isa_name(isa), " weight gradient, 2 vs 1 threads"));
+  }
 }
