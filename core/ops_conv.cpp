@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/conv_direct.h"
+#include "core/pool_kernels.h"
 #include "core/sgemm.h"
 #include "core/check.h"
 #include "core/parallel.h"
@@ -296,6 +297,61 @@ PoolGeom pool_geom(const Variable& x, const Pool2dParams& p, const char* what) {
 }
 }  // namespace
 
+namespace {
+// 2x2 windows at stride 2 without padding (every CNN here): each input cell in at most one
+// window, so both passes have a fast path.
+bool is_two_by_two(const Pool2dParams& p) {
+  return p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 && p.pad_w == 0;
+}
+}  // namespace
+
+namespace pool_detail {
+void max_pool_2x2_row(const float* r, int64_t W, int64_t OW, int32_t base, float* y, int32_t* arg) {
+  const float* r1 = r + W;
+  const int32_t w = int32_t(W);
+  for (int64_t j = 0; j < OW; ++j) {
+    const int32_t i = int32_t(2 * j);
+    float best = r[i];
+    int32_t at = base + i;
+    if (r[i + 1] > best) best = r[i + 1], at = base + i + 1;
+    if (r1[i] > best) best = r1[i], at = base + w + i;
+    if (r1[i + 1] > best) best = r1[i + 1], at = base + w + i + 1;
+    y[j] = best;
+    arg[j] = at;
+  }
+}
+
+void max_pool_2x2_row_backward(const float* dy, const int32_t* arg, int64_t W, int64_t OW, int32_t base, float* r) {
+  float* r1 = r + W;
+  const int32_t w = int32_t(W);
+  for (int64_t j = 0; j < OW; ++j) {
+    const int32_t i = int32_t(2 * j), at = arg[j];
+    const float v = dy[j];
+    r[i] = at == base + i ? v : 0.f;
+    r[i + 1] = at == base + i + 1 ? v : 0.f;
+    r1[i] = at == base + w + i ? v : 0.f;
+    r1[i + 1] = at == base + w + i + 1 ? v : 0.f;
+  }
+}
+}  // namespace pool_detail
+
+namespace {
+using PoolRow = void (*)(const float*, int64_t, int64_t, int32_t, float*, int32_t*);
+using PoolRowBackward = void (*)(const float*, const int32_t*, int64_t, int64_t, int32_t, float*);
+PoolRow pool_row() {
+#ifdef CRAYON_SGEMM_X86
+  if (float_isa() == FloatIsa::avx512) return &pool_detail::max_pool_2x2_row_avx512;
+#endif
+  return &pool_detail::max_pool_2x2_row;
+}
+PoolRowBackward pool_row_backward() {
+#ifdef CRAYON_SGEMM_X86
+  if (float_isa() == FloatIsa::avx512) return &pool_detail::max_pool_2x2_row_backward_avx512;
+#endif
+  return &pool_detail::max_pool_2x2_row_backward;
+}
+}  // namespace
+
 Variable max_pool2d(const Variable& x, const Pool2dParams& p) {
   const PoolGeom g = pool_geom(x, p, "max_pool2d");
   Tensor y = Tensor::empty({g.B, g.C, g.OH, g.OW});
@@ -303,31 +359,15 @@ Variable max_pool2d(const Variable& x, const Pool2dParams& p) {
   const float* px = x.value().data();
   float* py = y.data();
   int32_t* pa = arg.data_as<int32_t>();
-  // 2x2 windows at stride 2 without padding (every CNN here): four loads and three selects
-  // per output, the same first-maximum-wins order as the general loop below.
-  const bool two_by_two = p.kernel_h == 2 && p.kernel_w == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 &&
-                          p.pad_w == 0;
+  const bool two_by_two = is_two_by_two(p);
+  const PoolRow row = pool_row();
   parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
     for (int64_t bc = bc0; bc < bc1; ++bc) {
       const float* plane = px + bc * g.H * g.W;
       if (two_by_two) {
-        for (int64_t oh = 0; oh < g.OH; ++oh) {
-          const float* r0 = plane + 2 * oh * g.W;
-          const float* r1 = r0 + g.W;
-          float* yo = py + (bc * g.OH + oh) * g.OW;
-          int32_t* ao = pa + (bc * g.OH + oh) * g.OW;
-          const int32_t base = int32_t(2 * oh * g.W);
-          for (int64_t ow = 0; ow < g.OW; ++ow) {
-            const int32_t i = int32_t(2 * ow);
-            float best = r0[i];
-            int32_t at = base + i;
-            if (r0[i + 1] > best) best = r0[i + 1], at = base + i + 1;
-            if (r1[i] > best) best = r1[i], at = base + int32_t(g.W) + i;
-            if (r1[i + 1] > best) best = r1[i + 1], at = base + int32_t(g.W) + i + 1;
-            yo[ow] = best;
-            ao[ow] = at;
-          }
-        }
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          row(plane + 2 * oh * g.W, g.W, g.OW, int32_t(2 * oh * g.W), py + (bc * g.OH + oh) * g.OW,
+                           pa + (bc * g.OH + oh) * g.OW);
         continue;
       }
       for (int64_t oh = 0; oh < g.OH; ++oh)
@@ -349,15 +389,32 @@ Variable max_pool2d(const Variable& x, const Pool2dParams& p) {
         }
     }
   });
-  return make_result(std::move(y), {x}, [g, arg](const Tensor& dy, std::vector<Variable>& in) {
-    Tensor dx = Tensor::zeros(in[0].shape());
+  return make_result(std::move(y), {x}, [g, arg, two_by_two](const Tensor& dy, std::vector<Variable>& in) {
+    // 2x2: every cell of dx written once (the gradient in its window's winner, zeros
+    // elsewhere, an odd last row or column zero), with no zero-fill pass before.
+    Tensor dx = two_by_two ? Tensor::empty(in[0].shape()) : Tensor::zeros(in[0].shape());
+    const PoolRowBackward row = pool_row_backward();
     const float* pd = dy.data();
     const int32_t* pa = arg.data_as<int32_t>();
     float* pg = dx.data();
     const int64_t per = g.OH * g.OW;
     parallel_for(g.B * g.C, [&](int64_t bc0, int64_t bc1) {
-      for (int64_t bc = bc0; bc < bc1; ++bc)
-        for (int64_t j = 0; j < per; ++j) pg[bc * g.H * g.W + pa[bc * per + j]] += pd[bc * per + j];
+      for (int64_t bc = bc0; bc < bc1; ++bc) {
+        float* plane = pg + bc * g.H * g.W;
+        const float* d = pd + bc * per;
+        const int32_t* a = pa + bc * per;
+        if (!two_by_two) {
+          for (int64_t j = 0; j < per; ++j) plane[a[j]] += d[j];
+          continue;
+        }
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          float* r0 = plane + 2 * oh * g.W;
+          float* r1 = r0 + g.W;
+          row(d + oh * g.OW, a + oh * g.OW, g.W, g.OW, int32_t(2 * oh * g.W), r0);
+          if (g.W > 2 * g.OW) r0[g.W - 1] = r1[g.W - 1] = 0.f;
+        }
+        if (g.H > 2 * g.OH) std::fill_n(plane + (g.H - 1) * g.W, g.W, 0.f);
+      }
     });
     in[0].add_fresh_grad(std::move(dx));
   }, "max_pool2d");

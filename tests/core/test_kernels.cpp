@@ -45,6 +45,22 @@ void check_matmul(int64_t M, int64_t K, int64_t N, bool ta, bool tb, uint64_t se
               str("matmul M=", M, " K=", K, " N=", N, " trans_a=", ta, " trans_b=", tb));
 }
 
+// Restores the float path and the convolution algorithm a test changed.
+struct KernelChoice {
+  KernelChoice(FloatIsa isa, ConvAlgo algo) {
+    set_float_isa(isa);
+    set_conv_algo(algo);
+  }
+  ~KernelChoice() {
+    set_float_isa(saved_isa);
+    set_conv_algo(saved_algo);
+  }
+  KernelChoice(const KernelChoice&) = delete;
+  KernelChoice& operator=(const KernelChoice&) = delete;
+  FloatIsa saved_isa = float_isa();
+  ConvAlgo saved_algo = conv_algo();
+};
+
 // Random geometry with the kernel fitting into the padded input.
 struct ConvCase {
   Shape x, w;
@@ -203,34 +219,41 @@ TEST_CASE("threads: 1 and 2 threads give conv2d and matmul results equal within 
 }
 
 TEST_CASE("max_pool2d: the 2x2 stride-2 fast path matches a plain loop, ties to the first maximum") {
-  // Values from {0, 1, 2} so most windows hold ties; odd sizes leave a last row / column out.
-  Rng rng(77);
-  for (const auto& [H, W] : {std::pair<int64_t, int64_t>{7, 9}, {8, 8}, {2, 3}, {28, 28}}) {
-    const int64_t B = 2, C = 3, OH = H / 2, OW = W / 2;
-    Tensor x = Tensor::empty({B, C, H, W});
-    for (float& v : x.values()) v = float(rng.below(3));
-    const Tensor dy = normal({B, C, OH, OW}, 78);
-    Variable vx(x, true);
-    Variable y = max_pool2d(vx, Pool2dParams{2, 2, 2, 2, 0, 0});
-    y.backward(dy);
-    Tensor want_y = Tensor::zeros({B, C, OH, OW}), want_dx = Tensor::zeros({B, C, H, W});
-    for (int64_t bc = 0; bc < B * C; ++bc)
-      for (int64_t oh = 0; oh < OH; ++oh)
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          int64_t at = (bc * H + 2 * oh) * W + 2 * ow;
-          for (int64_t dh = 0; dh < 2; ++dh)
-            for (int64_t dw = 0; dw < 2; ++dw) {
-              const int64_t i = (bc * H + 2 * oh + dh) * W + 2 * ow + dw;
-              if (x.data()[i] > x.data()[at]) at = i;
-            }
-          const int64_t o = (bc * OH + oh) * OW + ow;
-          want_y.data()[o] = x.data()[at];
-          want_dx.data()[at] += dy.data()[o];
-        }
-    CAPTURE(H);
-    CAPTURE(W);
-    CHECK(bitwise_equal(y.value(), want_y));
-    CHECK(bitwise_equal(vx.grad(), want_dx));
+  // Values from {0, 1, 2} so most windows hold ties; odd sizes leave a last row / column out;
+  // rows of 14 and 5 windows (LeNet's) fill part of one AVX-512 step, 33 and 37 several.
+  // avx512 runs the AVX-512 rows, the other float paths the portable ones.
+  for (FloatIsa isa : {FloatIsa::avx2, FloatIsa::avx512}) {
+    if (!float_isa_supported(isa)) continue;
+    KernelChoice choice(isa, conv_algo());
+    CAPTURE(float_isa_name(isa));
+    Rng rng(77);
+    for (const auto& [H, W] : {std::pair<int64_t, int64_t>{7, 9}, {8, 8}, {2, 3}, {28, 28}, {10, 10}, {5, 75}, {3, 66}}) {
+      const int64_t B = 2, C = 3, OH = H / 2, OW = W / 2;
+      Tensor x = Tensor::empty({B, C, H, W});
+      for (float& v : x.values()) v = float(rng.below(3));
+      const Tensor dy = normal({B, C, OH, OW}, 78);
+      Variable vx(x, true);
+      Variable y = max_pool2d(vx, Pool2dParams{2, 2, 2, 2, 0, 0});
+      y.backward(dy);
+      Tensor want_y = Tensor::zeros({B, C, OH, OW}), want_dx = Tensor::zeros({B, C, H, W});
+      for (int64_t bc = 0; bc < B * C; ++bc)
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            int64_t at = (bc * H + 2 * oh) * W + 2 * ow;
+            for (int64_t dh = 0; dh < 2; ++dh)
+              for (int64_t dw = 0; dw < 2; ++dw) {
+                const int64_t i = (bc * H + 2 * oh + dh) * W + 2 * ow + dw;
+                if (x.data()[i] > x.data()[at]) at = i;
+              }
+            const int64_t o = (bc * OH + oh) * OW + ow;
+            want_y.data()[o] = x.data()[at];
+            want_dx.data()[at] += dy.data()[o];
+          }
+      CAPTURE(H);
+      CAPTURE(W);
+      CHECK(bitwise_equal(y.value(), want_y));
+      CHECK(bitwise_equal(vx.grad(), want_dx));
+    }
   }
 }
 
@@ -331,22 +354,6 @@ TEST_CASE("conv2d: a retained graph gives the same gradients on a second backwar
 }
 
 namespace {
-
-// Restores the float path and the convolution algorithm a test changed.
-struct KernelChoice {
-  KernelChoice(FloatIsa isa, ConvAlgo algo) {
-    set_float_isa(isa);
-    set_conv_algo(algo);
-  }
-  ~KernelChoice() {
-    set_float_isa(saved_isa);
-    set_conv_algo(saved_algo);
-  }
-  KernelChoice(const KernelChoice&) = delete;
-  KernelChoice& operator=(const KernelChoice&) = delete;
-  FloatIsa saved_isa = float_isa();
-  ConvAlgo saved_algo = conv_algo();
-};
 
 // Shapes for both algorithms: mostly stride 1 (the direct kernels' case) with padding up to
 // kernel - 1, sometimes stride 2 or more padding (im2col + GEMM); channel counts past one
