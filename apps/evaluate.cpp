@@ -78,7 +78,9 @@ EvalResult evaluate(Module& model, const Dataset& data, const ChannelStats& norm
   DataLoader loader(data, {.batch_size = batch_size, .shuffle = false, .norm = norm});
   Tally tally(data, all_logits);
   Batch b;
+  release_cached_blocks();  // the caller's blocks (a training step's) fit no evaluation batch
   while (loader.next(b)) tally.add(model(Variable(b.images)).value(), b.labels);
+  release_cached_blocks();
   model.train(was_training);
   return tally.finish();
 }

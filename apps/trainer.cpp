@@ -181,7 +181,8 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   else if (is_init_scheme(cfg.init)) model = build_model(cfg.model, input_shape, rng, parse_init(cfg.init), &size);
   else model = init_from_checkpoint(cfg, input_shape, size);
   check_batch(size, cfg.batch_size, "--batch-size");
-  const int64_t eval_batch = std::min<int64_t>(1000, largest_batch(size));
+  // 256 images per evaluation batch: as fast as 1000 per image, and a quarter of the memory.
+  const int64_t eval_batch = std::min<int64_t>(256, largest_batch(size));
   if (!is_quantized(*model)) {
     // The classifier must emit one logit per class. Probed in eval mode, so no running
     // statistic or dropout generator moves (a quantized model was probed when it was made).

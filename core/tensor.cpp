@@ -92,10 +92,14 @@ class BlockCache {
     }
     std::free(p);
   }
-  ~BlockCache() {
+  void release() {
+    std::lock_guard<std::mutex> lock(mu_);
     for (auto& [bytes, blocks] : free_)
       for (void* p : blocks) std::free(p);
+    free_.clear();
+    cached_ = 0;
   }
+  ~BlockCache() { release(); }
 
  private:
   std::mutex mu_;
@@ -108,6 +112,11 @@ BlockCache& block_cache() {
   return *cache;
 }
 
+}  // namespace
+
+void release_cached_blocks() { block_cache().release(); }
+
+namespace {
 size_t rounded_size(size_t nbytes) { return std::max<size_t>(64, (nbytes + 63) / 64 * 64); }
 }  // namespace
 

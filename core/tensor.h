@@ -26,7 +26,13 @@ const char* dtype_name(DType t);
 std::string shape_str(const Shape& s);  // "(2, 3)"
 int64_t shape_numel(const Shape& s);    // throws on negative dims or int64 overflow
 
-// Raw, 64-byte aligned bytes. Owned by shared_ptr so views keep it alive.
+// Raw, 64-byte aligned bytes. Owned by shared_ptr so views keep it alive. Freed blocks are
+// kept in a cache by size for the next allocation of that size (a training step allocates the
+// same shapes each time); release_cached_blocks() returns them to the system, for a caller
+// about to switch to other shapes (evaluation after training: the peak memory is then the
+// larger of the two working sets, not their sum).
+void release_cached_blocks();
+
 class Storage {
  public:
   explicit Storage(size_t nbytes);
