@@ -108,10 +108,17 @@ constexpr int64_t kSaveColumnsBytes = int64_t(64) << 20;
 
 std::atomic<ConvAlgo> g_conv_algo{ConvAlgo::automatic};
 
-// The direct kernels when they take this convolution, else null (im2col + GEMM).
+// The direct kernels when they take this convolution, else null (im2col + GEMM). Chosen
+// automatically when the output rows fill at least 3/4 of the vector lanes (the direct kernels
+// vectorize along them), or when the GEMM would be short (C*KH*KW <= 256, where packing and
+// im2col cost more than the product): bench_ops measures both on every preset layer.
 const conv_detail::DirectKernels* direct_path(const ConvGeom& g, const Conv2dParams& p) {
-  if (g_conv_algo.load() == ConvAlgo::gemm || !conv_detail::direct_applies(g.KH, g.KW, p)) return nullptr;
-  return conv_detail::direct_kernels(float_isa());
+  const ConvAlgo algo = g_conv_algo.load();
+  if (algo == ConvAlgo::gemm || !conv_detail::direct_applies(g.KH, g.KW, p)) return nullptr;
+  const conv_detail::DirectKernels* k = conv_detail::direct_kernels(float_isa());
+  if (k == nullptr || algo == ConvAlgo::direct) return k;
+  const int64_t lanes_used = ((g.OW + k->lanes - 1) / k->lanes) * k->lanes;
+  return 4 * g.OW >= 3 * lanes_used || g.ckk() <= 256 ? k : nullptr;
 }
 
 // db[o] += sum of dy over the batch and the plane: each plane in 16 float lanes (they
@@ -138,6 +145,13 @@ void add_bias_grad(const float* pdy, int64_t B, int64_t O, int64_t hw, float* db
 
 void set_conv_algo(ConvAlgo algo) { g_conv_algo.store(algo); }
 ConvAlgo conv_algo() { return g_conv_algo.load(); }
+
+ConvAlgo conv2d_algo_for(const Shape& x, const Shape& w, const Conv2dParams& p) {
+  ConvGeom g{x[0], x[1], x[2], x[3], w[0], 0, 0, int(w[2]), int(w[3])};
+  g.OH = window_out_size(g.H, g.KH, p.stride_h, p.pad_h, "conv2d_algo_for");
+  g.OW = window_out_size(g.W, g.KW, p.stride_w, p.pad_w, "conv2d_algo_for");
+  return direct_path(g, p) ? ConvAlgo::direct : ConvAlgo::gemm;
+}
 
 Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, const Conv2dParams& p) {
   if (x.ndim() != 4 || w.ndim() != 4)

@@ -45,6 +45,9 @@ Variable avg_pool2d(const Variable& x, const Pool2dParams& p);
 enum class ConvAlgo { automatic, gemm, direct };
 void set_conv_algo(ConvAlgo algo);
 ConvAlgo conv_algo();
+// The algorithm conv2d runs for these shapes under the current setting and float path
+// (gemm or direct; shapes as conv2d takes them, already valid).
+ConvAlgo conv2d_algo_for(const Shape& x, const Shape& w, const Conv2dParams& p);
 
 // Output size of a sliding window; throws (naming `what` and the numbers) if empty.
 int64_t window_out_size(int64_t in, int kernel, int stride, int pad, const char* what);

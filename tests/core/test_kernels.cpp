@@ -456,3 +456,26 @@ TEST_CASE("conv2d: the direct kernels run on a batch split over threads as on on
     check_close(got[1][2], got[0][2], kTol, scale, str(float_isa_name(isa), " weight gradient, 2 vs 1 threads"));
   }
 }
+
+TEST_CASE("conv2d: the automatic choice takes the direct kernels where they pay and im2col + GEMM elsewhere") {
+  const Conv2dParams same{1, 1, 1, 1};
+  for (FloatIsa isa : {FloatIsa::blas, FloatIsa::avx2, FloatIsa::avx512}) {
+    if (!float_isa_supported(isa)) continue;
+    KernelChoice choice(isa, ConvAlgo::automatic);
+    CAPTURE(float_isa_name(isa));
+    const ConvAlgo fast = isa == FloatIsa::blas ? ConvAlgo::gemm : ConvAlgo::direct;
+    CHECK(conv2d_algo_for({128, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}) == fast);    // lenet5 conv1
+    CHECK(conv2d_algo_for({128, 6, 14, 14}, {16, 6, 5, 5}, {}) == fast);             // conv2: short GEMM
+    CHECK(conv2d_algo_for({128, 32, 32, 32}, {32, 32, 3, 3}, same) == fast);         // rows fill the lanes
+    CHECK(conv2d_algo_for({8, 3, 32, 32}, {8, 3, 3, 3}, {2, 2, 1, 1}) == ConvAlgo::gemm);  // stride 2
+    CHECK(conv2d_algo_for({8, 3, 32, 32}, {8, 3, 3, 3}, {1, 1, 3, 3}) == ConvAlgo::gemm);  // padding > K - 1
+    CHECK(conv2d_algo_for({8, 3, 32, 32}, {8, 3, 9, 9}, {}) == ConvAlgo::gemm);            // KW > 7
+    // 8-wide rows of a long GEMM: half of the AVX-512 lanes, all of AVX2's.
+    CHECK(conv2d_algo_for({128, 64, 8, 8}, {128, 64, 3, 3}, same) ==
+          (isa == FloatIsa::avx2 ? ConvAlgo::direct : ConvAlgo::gemm));
+    set_conv_algo(ConvAlgo::gemm);
+    CHECK(conv2d_algo_for({128, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}) == ConvAlgo::gemm);
+    set_conv_algo(ConvAlgo::direct);
+    CHECK(conv2d_algo_for({128, 64, 8, 8}, {128, 64, 3, 3}, same) == fast);
+  }
+}
