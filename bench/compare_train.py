@@ -27,6 +27,7 @@ layers get) is the caller's: run the script once as the machine is set and once 
 unset, or set to SkylakeX on an AVX-512 CPU (bench/README.md section 2).
 
   /usr/bin/python3 bench/compare_train.py [--runs 5] [--models mlp,lenet5] [--qat] [--limit N]
+  /usr/bin/python3 bench/compare_train.py --models cifar-cnn --cifar-dir DIR   (CIFAR-10 batches, no augmentation)
 """
 import argparse
 import json
@@ -41,10 +42,20 @@ ROOT = os.path.dirname(HERE)
 CRAYON = os.path.join(ROOT, "build", "apps", "crayon")
 
 
-def crayon_rate(model, threads, limit, qat=False):
+def data_args(model, cifar_dir):
+    """cifar-cnn trains on the CIFAR-10 batches in cifar_dir, without augmentation in both
+    frameworks (the same work per image); the other models on MNIST."""
+    if model != "cifar-cnn":
+        return [], []
+    if not cifar_dir:
+        sys.exit("--models cifar-cnn needs --cifar-dir")
+    return ["--dataset", "cifar10", "--data-dir", cifar_dir, "--augment", "0"], ["--cifar-dir", cifar_dir]
+
+
+def crayon_rate(model, threads, limit, qat=False, cifar_dir=None):
     with tempfile.TemporaryDirectory() as d:
         log = os.path.join(d, "log.jsonl")
-        cmd = [CRAYON, "train", "--model", model, "--epochs", "1", "--batch-size", "128", "--lr", "0.01",
+        cmd = [CRAYON, "train", *data_args(model, cifar_dir)[0], "--model", model, "--epochs", "1", "--batch-size", "128", "--lr", "0.01",
                "--momentum", "0.9", "--threads", str(threads), "--out", os.path.join(d, "m.h5"), "--log", log,
                "--quiet", "--test-limit", "1000"]
         if qat:
@@ -56,7 +67,8 @@ def crayon_rate(model, threads, limit, qat=False):
             return json.loads(f.readline())["images_per_s"]
 
 
-def torch_rate(model, threads, limit, openblas_threads, qat_engine=None, qat_warmup=200, passive=None):
+def torch_rate(model, threads, limit, openblas_threads, qat_engine=None, qat_warmup=200, passive=None,
+               cifar_dir=None):
     """passive: None keeps the caller's OMP_WAIT_POLICY, True sets PASSIVE, False removes it."""
     env = dict(os.environ)
     if openblas_threads is None:
@@ -67,7 +79,8 @@ def torch_rate(model, threads, limit, openblas_threads, qat_engine=None, qat_war
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     elif passive is False:
         env.pop("OMP_WAIT_POLICY", None)
-    cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_train.py"), "--model", model, "--threads", str(threads)]
+    cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_train.py"), "--model", model, "--threads", str(threads),
+           *data_args(model, cifar_dir)[1]]
     if qat_engine:
         cmd += ["--qat", "--engine", qat_engine, "--qat-warmup", str(qat_warmup)]
     if limit:
@@ -92,9 +105,9 @@ def compare_float(args):
     for model in args.models.split(","):
         c, t = [], {k: [] for k in TORCH_CONFIGS}
         for _ in range(args.runs):
-            c.append(crayon_rate(model, args.threads, args.limit))
+            c.append(crayon_rate(model, args.threads, args.limit, cifar_dir=args.cifar_dir))
             for k, (ob, passive) in TORCH_CONFIGS.items():
-                t[k].append(torch_rate(model, args.threads, args.limit, ob, passive=passive))
+                t[k].append(torch_rate(model, args.threads, args.limit, ob, passive=passive, cifar_dir=args.cifar_dir))
         mc = statistics.median(c)
         med = {k: statistics.median(v) for k, v in t.items()}
         best = max(med.values())
@@ -135,6 +148,7 @@ def main():
     ap.add_argument("--models", default="mlp,lenet5")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images (0: all 60000)")
+    ap.add_argument("--cifar-dir", help="CIFAR-10 binary batches, for --models cifar-cnn (e.g. the 4000-image subset)")
     ap.add_argument("--qat", action="store_true", help="float and QAT epochs of both frameworks")
     ap.add_argument("--torch-qat-warmup", type=int, default=200,
                     help="steps before PyTorch's QAT observers freeze, as crayon's (0: never)")

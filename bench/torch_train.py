@@ -51,6 +51,7 @@ import gzip
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -80,7 +81,33 @@ def mnist(train):
     return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
 
 
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def cifar10(directory, train):
+    """The CIFAR-10 binary batches in directory as crayon reads them (data_batch_<k>[.<subset>].bin
+    in batch order, or test_batch[.<subset>].bin: records of 1 label byte + 3072 CHW pixels),
+    normalized per channel with crayon's cifar10 statistics."""
+    pattern = re.compile(r"data_batch_(\d+)(\..+)?\.bin$" if train else r"test_batch(\..+)?\.bin$")
+    names = sorted((n for n in os.listdir(directory) if pattern.match(n)),
+                   key=lambda n: int(pattern.match(n).group(1)) if train else 0)
+    if not names:
+        raise SystemExit(f"{directory}: no CIFAR-10 {'training' if train else 'test'} batches")
+    raw = np.concatenate([np.fromfile(os.path.join(directory, n), dtype=np.uint8).reshape(-1, 3073) for n in names])
+    x = raw[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
+    x = (x - np.array(CIFAR_MEAN, np.float32).reshape(1, 3, 1, 1)) / np.array(CIFAR_STD, np.float32).reshape(1, 3, 1, 1)
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(raw[:, 0].astype(np.int64))
+
+
 def build(name):
+    if name == "cifar-cnn":  # crayon's preset: three pairs of bias-free 3x3 convs with BN and ReLU
+        layers, c = [], 3
+        for width in (32, 64, 128):
+            for _ in range(2):
+                layers += [nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+                c = width
+            layers.append(nn.MaxPool2d(2))
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 4 * 4, 10))
     if name == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
                              nn.Linear(128, 10))
@@ -210,7 +237,8 @@ def env_settings():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="lenet5", choices=["mlp", "lenet5"])
+    ap.add_argument("--model", default="lenet5", choices=["mlp", "lenet5", "cifar-cnn"])
+    ap.add_argument("--cifar-dir", help="CIFAR-10 binary batches for --model cifar-cnn (no augmentation)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=1)
@@ -230,10 +258,14 @@ def main():
     torch.manual_seed(args.seed)
     if args.qat:
         torch.backends.quantized.engine = args.engine
-    x, y = mnist(True)
+    if args.model == "cifar-cnn":
+        if not args.cifar_dir:
+            raise SystemExit("--model cifar-cnn needs --cifar-dir")
+        (x, y), (xt, yt) = cifar10(args.cifar_dir, True), cifar10(args.cifar_dir, False)
+    else:
+        (x, y), (xt, yt) = mnist(True), mnist(False)
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
-    xt, yt = mnist(False)
     model = quantizable(build(args.model), args.engine, qat=True) if args.qat else build(args.model)
     rates = train(model, x, y, args.epochs, args.lr, args.lr_schedule, args.batch_size, args.seed,
                   args.qat_warmup if args.qat else 0)
