@@ -36,12 +36,16 @@ CRAYON_CONV_TARGET void fwd_tile(const FwdTask& t, int64_t o0, int64_t oh, int64
   reg acc[OB][NV];
   CRAYON_SGEMM_UNROLL
   for (int ob = 0; ob < OB; ++ob) {
-    float* yr = t.y + ((o0 + ob) * t.OH + oh) * t.OW + ow0;
     CRAYON_SGEMM_UNROLL
     for (int n = 0; n < NV; ++n) {
-      if (ob >= nob) acc[ob][n] = V::zero();
-      else if (t.accumulate) acc[ob][n] = n + 1 < NV ? V::load(yr + n * L) : V::load(yr + n * L, tail);
-      else acc[ob][n] = V::set1(t.bias ? t.bias[o0 + ob] : 0.f);
+      if (ob >= nob) {
+        acc[ob][n] = V::zero();  // a padding channel past O: computed, never stored
+      } else if (t.accumulate) {
+        const float* yr = t.y + ((o0 + ob) * t.OH + oh) * t.OW + ow0;
+        acc[ob][n] = n + 1 < NV ? V::load(yr + n * L) : V::load(yr + n * L, tail);
+      } else {
+        acc[ob][n] = V::set1(t.bias ? t.bias[o0 + ob] : 0.f);
+      }
     }
   }
   for (int64_t c = 0; c < t.C; ++c)

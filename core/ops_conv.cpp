@@ -147,6 +147,9 @@ void set_conv_algo(ConvAlgo algo) { g_conv_algo.store(algo); }
 ConvAlgo conv_algo() { return g_conv_algo.load(); }
 
 ConvAlgo conv2d_algo_for(const Shape& x, const Shape& w, const Conv2dParams& p) {
+  if (x.size() != 4 || w.size() != 4 || x[1] != w[1])
+    throw std::invalid_argument(str("conv2d_algo_for: expected input (B, C, H, W) and weight (O, C, KH, KW), got ",
+                                    shape_str(x), " and ", shape_str(w)));
   ConvGeom g{x[0], x[1], x[2], x[3], w[0], 0, 0, int(w[2]), int(w[3])};
   g.OH = window_out_size(g.H, g.KH, p.stride_h, p.pad_h, "conv2d_algo_for");
   g.OW = window_out_size(g.W, g.KW, p.stride_w, p.pad_w, "conv2d_algo_for");

@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "core/parallel.h"
+#include "core/simd.h"
 
 namespace crayon {
 
@@ -52,7 +53,7 @@ inline float round_half_even_fast(float v) {
 // null, keep[i] = 1 where no clamping was needed. The same operations in the same order, so
 // the values agree bit for bit; cloned for AVX-512 and AVX2 (the loader picks the CPU's best
 // once), because at SSE2's four lanes this loop was most of QAT's cost over float training.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void fake_quant_even_run(
+CRAYON_CLONES void fake_quant_even_run(
     const float* x, int64_t n, float scale, float zp, float qmin, float qmax, float* y) {
   for (int64_t i = 0; i < n; ++i) {
     const float r = round_half_even_fast(x[i] / scale) + zp;
@@ -60,7 +61,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void fake_quant_eve
     y[i] = (q - zp) * scale;
   }
 }
-__attribute__((target_clones("avx512f", "avx2", "default"))) void fake_quant_even_run_keep(
+CRAYON_CLONES void fake_quant_even_run_keep(
     const float* x, int64_t n, float scale, float zp, float qmin, float qmax, float* y, uint8_t* keep) {
   for (int64_t i = 0; i < n; ++i) {
     const float r = round_half_even_fast(x[i] / scale) + zp;

@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "core/parallel.h"
+#include "core/simd.h"
 #include "core/parse.h"
 
 namespace crayon {
@@ -137,7 +138,7 @@ namespace {
 // -ffast-math. NaN never wins a comparison, so it is counted apart. Cloned for AVX-512 and
 // AVX2 (one or two registers per vector instead of four): QAT runs it on every weight at every
 // step. Min and max are exact in any ISA.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void fold_range(const float* p, int64_t n, float& mn,
+CRAYON_CLONES void fold_range(const float* p, int64_t n, float& mn,
                                                                            float& mx, bool& nan) {
   using f32x16 = float __attribute__((vector_size(64)));
   using i32x16 = int32_t __attribute__((vector_size(64)));

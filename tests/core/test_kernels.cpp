@@ -141,6 +141,7 @@ TEST_CASE("conv2d: matches the reference kernel on typical layer shapes") {
 }
 
 TEST_CASE("conv2d: matches the reference kernel when the batch is split into several GEMM chunks") {
+  KernelChoice gemm(float_isa(), ConvAlgo::gemm);  // automatic would take the direct kernels here
   // Columns per image: C*KH*KW * OH*OW = 27 * 1024 = 27648 floats; chunk_images() cuts the
   // batch into chunks of at most 2^20 / 27648 = 37 images and at least four chunks per
   // thread, so a batch of 80 runs as several GEMMs whatever the thread count.
@@ -151,6 +152,7 @@ TEST_CASE("conv2d: backward over several GEMM chunks matches the reference's dir
   // L = sum(r * conv(x, w, b)) is linear in each of x, w and b, so for any direction d,
   // (L(w + d) - L(w - d)) / 2 = <dL/dw, d> exactly in real arithmetic; with the reference
   // kernel (double accumulation) on both sides it is exact to float rounding of y.
+  KernelChoice gemm(float_isa(), ConvAlgo::gemm);  // automatic would take the direct kernels here
   const Conv2dParams p{1, 1, 1, 1};
   const Tensor x = normal({80, 3, 32, 32}, 500), w = normal({4, 3, 3, 3}, 501), b = normal({4}, 502);
   const Tensor r = normal({80, 4, 32, 32}, 503);
@@ -222,7 +224,7 @@ TEST_CASE("max_pool2d: the 2x2 stride-2 fast path matches a plain loop, ties to 
   // Values from {0, 1, 2} so most windows hold ties; odd sizes leave a last row / column out;
   // rows of 14 and 5 windows (LeNet's) fill part of one AVX-512 step, 33 and 37 several.
   // avx512 runs the AVX-512 rows, the other float paths the portable ones.
-  for (FloatIsa isa : {FloatIsa::avx2, FloatIsa::avx512}) {
+  for (FloatIsa isa : {FloatIsa::blas, FloatIsa::avx512}) {
     if (!float_isa_supported(isa)) continue;
     KernelChoice choice(isa, conv_algo());
     CAPTURE(float_isa_name(isa));
@@ -329,6 +331,7 @@ TEST_CASE("conv2d: the weight gradient is the same whether forward columns are k
   // Columns above 64 MiB are rebuilt in the backward pass instead of kept: 130 images of
   // 16*9 x 32*32 columns take 77 MB, while each half (65 images) takes 38 MB and is kept.
   // dW is a sum over images, so the two halves' gradients add up to the whole batch's.
+  KernelChoice gemm(float_isa(), ConvAlgo::gemm);  // the direct kernels keep no columns
   const Conv2dParams p{1, 1, 1, 1};
   const Tensor x = normal({130, 16, 32, 32}, 600), w = normal({4, 16, 3, 3}, 601);
   const Tensor r = normal({130, 4, 32, 32}, 602);
@@ -477,5 +480,26 @@ TEST_CASE("conv2d: the automatic choice takes the direct kernels where they pay 
     CHECK(conv2d_algo_for({128, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}) == ConvAlgo::gemm);
     set_conv_algo(ConvAlgo::direct);
     CHECK(conv2d_algo_for({128, 64, 8, 8}, {128, 64, 3, 3}, same) == fast);
+  }
+}
+
+TEST_CASE("threads: batch_norm forward and backward are bit-identical for 1 and 2 threads") {
+  // Threads split the channels for the statistics and the planes for the elementwise passes;
+  // each channel's sums run in the same order either way.
+  ThreadCount guard;
+  const Tensor x = normal({6, 5, 7, 9}, 620), dy = normal({6, 5, 7, 9}, 621);
+  const Tensor g = normal({5}, 622), b = normal({5}, 623);
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    Tensor mean = Tensor::zeros({5}), var = Tensor::ones({5});
+    Variable vx(x, true), vg(g, true), vb(b, true);
+    Variable y = batch_norm(vx, vg, vb, mean, var, true);
+    y.backward(dy);
+    return std::vector<Tensor>{y.value(), vx.grad(), vg.grad(), vb.grad(), mean, var};
+  };
+  const std::vector<Tensor> one = run(1), two = run(2);
+  for (size_t i = 0; i < one.size(); ++i) {
+    CAPTURE(i);
+    CHECK(bitwise_equal(one[i], two[i]));
   }
 }

@@ -13,6 +13,7 @@
 #include "core/ops.h"
 #include "quant/fake_quant.h"
 #include "tests/support/tensors.h"
+#include "tests/support/threads.h"
 
 using namespace crayon;
 using crayon::testing::bitwise_equal;
@@ -307,3 +308,22 @@ TEST_CASE("fake_quant: mismatched scales, bad zero points and a missing generato
   CHECK_THROWS_AS(parse_ste("none"), std::invalid_argument);
 }
 
+
+TEST_CASE("tensor_ranges: one range split over two threads gives the plain loop's extremes and finds a NaN in the second part") {
+  ThreadCount two(2);
+  Tensor x = Tensor::empty({1000, 37});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = std::sin(0.37f * float(i));
+  x.data()[30001] = -7.5f;  // both extremes in the second thread's half
+  x.data()[36999] = 9.25f;
+  const Ranges r = tensor_ranges(x, -1);
+  CHECK(r.min[0] == -7.5f);
+  CHECK(r.max[0] == 9.25f);
+  set_num_threads(1);
+  const Ranges one = tensor_ranges(x, -1);
+  CHECK(one.min[0] == r.min[0]);
+  CHECK(one.max[0] == r.max[0]);
+  set_num_threads(2);
+  x.data()[35000] = std::nanf("");
+  CHECK_THROWS_WITH_AS(tensor_ranges(x, -1), doctest::Contains("non-finite value nan at flat index 35000"),
+                       std::invalid_argument);
+}
