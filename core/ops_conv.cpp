@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/conv_direct.h"
+#include "core/lane_sum.h"
 #include "core/pool_kernels.h"
 #include "core/sgemm.h"
 #include "core/check.h"
@@ -121,21 +122,14 @@ const conv_detail::DirectKernels* direct_path(const ConvGeom& g, const Conv2dPar
   return 4 * g.OW >= 3 * lanes_used || g.ckk() <= 256 ? k : nullptr;
 }
 
-// db[o] += sum of dy over the batch and the plane: each plane in 16 float lanes (they
-// vectorize), the lanes and the planes added in double.
+// db[o] += sum of dy over the batch and the plane (each plane by lane_sum, the planes in double).
 void add_bias_grad(const float* pdy, int64_t B, int64_t O, int64_t hw, float* db) {
-  constexpr int kLanes = 16;
   parallel_for(O, [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o) {
       double s = 0;
       for (int64_t b = 0; b < B; ++b) {
         const float* d = pdy + (b * O + o) * hw;
-        float lane[kLanes] = {};
-        int64_t j = 0;
-        for (; j + kLanes <= hw; j += kLanes)
-          for (int l = 0; l < kLanes; ++l) lane[l] += d[j + l];
-        for (; j < hw; ++j) s += d[j];
-        for (float v : lane) s += v;
+        s += lane_sum(hw, [d](int64_t j) { return d[j]; });
       }
       db[o] += float(s);
     }

@@ -6,27 +6,10 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/lane_sum.h"
 #include "core/parallel.h"
 
 namespace crayon {
-
-namespace {
-// Sums over one plane of n floats: 16 float lanes (they vectorize), added in double at the
-// end; the batch-norm reductions add the planes of a channel in double.
-constexpr int kLanes = 16;
-
-template <class F>
-double plane_sum(int64_t n, F term) {
-  float lane[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) lane[l] += term(j + l);
-  double s = 0;
-  for (; j < n; ++j) s += term(j);
-  for (float v : lane) s += v;
-  return s;
-}
-}  // namespace
 
 Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& beta, Tensor& running_mean,
                     Tensor& running_var, bool training, float momentum, float eps) {
@@ -55,13 +38,13 @@ Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& be
         double s = 0, s2 = 0;
         for (int64_t b = 0; b < B; ++b) {
           const float* p = px + (b * C + c) * S;
-          s += plane_sum(S, [p](int64_t j) { return p[j]; });
+          s += lane_sum(S, [p](int64_t j) { return p[j]; });
         }
         m = s / double(N);
         const float mf = float(m);
         for (int64_t b = 0; b < B; ++b) {
           const float* p = px + (b * C + c) * S;
-          s2 += plane_sum(S, [p, mf](int64_t j) { return (p[j] - mf) * (p[j] - mf); });
+          s2 += lane_sum(S, [p, mf](int64_t j) { return (p[j] - mf) * (p[j] - mf); });
         }
         v = s2 / double(N);
         prm[c] = float((1 - momentum) * prm[c] + momentum * m);
@@ -100,8 +83,8 @@ Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& be
         const float m = pm[c], is = pis[c];
         for (int64_t b = 0; b < B; ++b) {
           const float *d = pd + (b * C + c) * S, *xr = px + (b * C + c) * S;
-          sdy[size_t(c)] += plane_sum(S, [d](int64_t j) { return d[j]; });
-          sdyx[size_t(c)] += plane_sum(S, [d, xr, m, is](int64_t j) { return d[j] * ((xr[j] - m) * is); });
+          sdy[size_t(c)] += lane_sum(S, [d](int64_t j) { return d[j]; });
+          sdyx[size_t(c)] += lane_sum(S, [d, xr, m, is](int64_t j) { return d[j] * ((xr[j] - m) * is); });
         }
       }
     });
