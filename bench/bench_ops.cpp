@@ -229,8 +229,9 @@ int main(int argc, char** argv) {
   const double peak512 = fma_peak(true, threads), peak2 = fma_peak(false, threads);
   std::printf("\n# FMA peak on %d threads: AVX-512 %.1f GFLOP/s, AVX2 %.1f GFLOP/s (float GEMM path: %s)\n", threads,
               peak512, peak2, float_isa_name(float_isa()));
-  std::printf("# each layer with both algorithms; * marks the one conv2d picks by itself\n");
-  std::printf("%-36s %-7s %6s %10s %9s %7s %7s | %10s %9s %7s\n", "layer (batch)", "algo", "GFLOP", "fwd us", "GFLOP/s",
+  std::printf("# each layer with every algorithm that applies; * marks the one conv2d picks by itself;\n"
+              "# GFLOP/s counts the direct convolution's multiply-adds, also for winograd (which does fewer)\n");
+  std::printf("%-36s %-9s %6s %10s %9s %7s %7s | %10s %9s %7s\n", "layer (batch)", "algo", "GFLOP", "fwd us", "GFLOP/s",
               "%512", "%AVX2", "fwd+bwd us", "GFLOP/s", "%512");
   struct Layer {
     const char* name;
@@ -263,13 +264,13 @@ int main(int argc, char** argv) {
     };
     const int inner = std::max(1, int(4e8 / all_flops));
     const ConvAlgo picked = conv2d_algo_for(x.shape(), w.shape(), p);
-    for (ConvAlgo algo : {ConvAlgo::gemm, ConvAlgo::direct}) {
+    for (ConvAlgo algo : {ConvAlgo::gemm, ConvAlgo::direct, ConvAlgo::winograd}) {
       set_conv_algo(algo);
-      if (conv2d_algo_for(x.shape(), w.shape(), p) != algo) continue;  // direct does not apply here
+      if (conv2d_algo_for(x.shape(), w.shape(), p) != algo) continue;  // the algorithm does not apply here
       const double tf = median_time(forward, reps, inner), tb = median_time(both, reps, inner);
       auto pct = [](double rate, double peak) { return peak > 0 ? 100 * rate / peak : 0.0; };
-      std::printf("%-36s %-7s %6.2f %10.1f %9.1f %6.1f%% %6.1f%% | %10.1f %9.1f %6.1f%%\n", c.name,
-                  str(algo == ConvAlgo::gemm ? "gemm" : "direct", algo == picked ? "*" : "").c_str(), fwd_flops * 1e-9,
+      std::printf("%-36s %-9s %6.2f %10.1f %9.1f %6.1f%% %6.1f%% | %10.1f %9.1f %6.1f%%\n", c.name,
+                  str(conv_algo_name(algo), algo == picked ? "*" : "").c_str(), fwd_flops * 1e-9,
                   tf * 1e6, fwd_flops / tf * 1e-9, pct(fwd_flops / tf * 1e-9, peak512), pct(fwd_flops / tf * 1e-9, peak2),
                   tb * 1e6, all_flops / tb * 1e-9, pct(all_flops / tb * 1e-9, peak512));
     }

@@ -28,15 +28,21 @@ PaddedPlane padded_plane(int64_t H, int64_t W, int64_t OW, int KW, int pad_h, in
   return {H + 2 * pad_h, std::max<int64_t>(W + 2 * pad_w, vector_reach)};
 }
 
-namespace {
-
-// x (C, H, W) into the zero-bordered xp (C, Hp, Wp), its top-left corner at (pad_h, pad_w).
 void pad_into(const float* x, int64_t C, int64_t H, int64_t W, int pad_h, int pad_w, PaddedPlane pp, float* xp) {
-  std::fill_n(xp, C * pp.Hp * pp.Wp, 0.f);
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t h = 0; h < H; ++h)
-      std::copy_n(x + (c * H + h) * W, W, xp + (c * pp.Hp + h + pad_h) * pp.Wp + pad_w);
+  for (int64_t c = 0; c < C; ++c) {
+    float* p = xp + c * pp.Hp * pp.Wp;
+    std::fill_n(p, pad_h * pp.Wp, 0.f);
+    for (int64_t h = 0; h < H; ++h) {
+      float* row = p + (h + pad_h) * pp.Wp;
+      std::fill_n(row, pad_w, 0.f);
+      std::copy_n(x + (c * H + h) * W, W, row + pad_w);
+      std::fill(row + pad_w + W, row + pp.Wp, 0.f);
+    }
+    std::fill(p + (H + pad_h) * pp.Wp, p + pp.Hp * pp.Wp, 0.f);
+  }
 }
+
+namespace {
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 

@@ -38,6 +38,9 @@ struct PaddedPlane {
   int64_t Hp, Wp;
 };
 PaddedPlane padded_plane(int64_t H, int64_t W, int64_t OW, int KW, int pad_h, int pad_w, int lanes);
+// x (C, H, W) into xp (C, Hp, Wp), its top-left corner at (pad_h, pad_w), zeros around it
+// (Hp = H + 2*pad_h, Wp >= W + pad_w).
+void pad_into(const float* x, int64_t C, int64_t H, int64_t W, int pad_h, int pad_w, PaddedPlane pp, float* xp);
 
 // One image's output rows (forward, or the input gradient seen as a forward).
 struct FwdTask {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/conv_direct.h"
+#include "core/conv_winograd.h"
 #include "core/lane_sum.h"
 #include "core/pool_kernels.h"
 #include "core/sgemm.h"
@@ -109,17 +110,31 @@ constexpr int64_t kSaveColumnsBytes = int64_t(64) << 20;
 
 std::atomic<ConvAlgo> g_conv_algo{ConvAlgo::automatic};
 
-// The direct kernels when they take this convolution, else null (im2col + GEMM). Chosen
-// automatically when the output rows fill at least 3/4 of the vector lanes (the direct kernels
-// vectorize along them), or when the GEMM would be short (C*KH*KW <= 256, where packing and
-// im2col cost more than the product): bench_ops measures both on every preset layer.
-const conv_detail::DirectKernels* direct_path(const ConvGeom& g, const Conv2dParams& p) {
-  const ConvAlgo algo = g_conv_algo.load();
-  if (algo == ConvAlgo::gemm || !conv_detail::direct_applies(g.KH, g.KW, p)) return nullptr;
+// What conv2d runs: the algorithm, and for direct and winograd the direct kernels (winograd's
+// weight gradient is theirs). Automatic: Winograd wherever it applies with at least 16 channels
+// in and out (fewer leave its 16 products short); else the direct kernels when the output rows
+// fill at least 3/4 of the vector lanes (they vectorize along them), or when the GEMM would be
+// short (C*KH*KW <= 256, where packing and im2col cost more than the product); else im2col +
+// GEMM. bench_ops measures every algorithm on every preset layer.
+struct ConvPlan {
+  ConvAlgo algo;
+  const conv_detail::DirectKernels* k;
+  conv_detail::DirectGeom dg;
+};
+
+ConvPlan plan_for(const ConvGeom& g, const Conv2dParams& p) {
+  const conv_detail::DirectGeom dg{g.C, g.H, g.W, g.O, g.OH, g.OW, g.KH, g.KW, p.pad_h, p.pad_w};
+  const ConvAlgo want = g_conv_algo.load();
   const conv_detail::DirectKernels* k = conv_detail::direct_kernels(float_isa());
-  if (k == nullptr || algo == ConvAlgo::direct) return k;
+  if (want == ConvAlgo::gemm || k == nullptr || !conv_detail::direct_applies(g.KH, g.KW, p))
+    return {ConvAlgo::gemm, nullptr, dg};
+  const bool winograd = conv_detail::winograd_applies(dg, float_isa());
+  if (want == ConvAlgo::winograd) return {winograd ? ConvAlgo::winograd : ConvAlgo::direct, k, dg};
+  if (want == ConvAlgo::direct) return {ConvAlgo::direct, k, dg};
+  if (winograd && g.C >= 16 && g.O >= 16) return {ConvAlgo::winograd, k, dg};
   const int64_t lanes_used = ((g.OW + k->lanes - 1) / k->lanes) * k->lanes;
-  return 4 * g.OW >= 3 * lanes_used || g.ckk() <= 256 ? k : nullptr;
+  if (4 * g.OW >= 3 * lanes_used || g.ckk() <= 256) return {ConvAlgo::direct, k, dg};
+  return {ConvAlgo::gemm, nullptr, dg};
 }
 
 // db[o] += sum of dy over the batch and the plane (each plane by lane_sum, the planes in double).
@@ -139,6 +154,15 @@ void add_bias_grad(const float* pdy, int64_t B, int64_t O, int64_t hw, float* db
 
 void set_conv_algo(ConvAlgo algo) { g_conv_algo.store(algo); }
 ConvAlgo conv_algo() { return g_conv_algo.load(); }
+const char* conv_algo_name(ConvAlgo algo) {
+  switch (algo) {
+    case ConvAlgo::automatic: return "automatic";
+    case ConvAlgo::gemm: return "gemm";
+    case ConvAlgo::direct: return "direct";
+    case ConvAlgo::winograd: return "winograd";
+  }
+  return "?";
+}
 
 ConvAlgo conv2d_algo_for(const Shape& x, const Shape& w, const Conv2dParams& p) {
   if (x.size() != 4 || w.size() != 4 || x[1] != w[1])
@@ -147,7 +171,7 @@ ConvAlgo conv2d_algo_for(const Shape& x, const Shape& w, const Conv2dParams& p) 
   ConvGeom g{x[0], x[1], x[2], x[3], w[0], 0, 0, int(w[2]), int(w[3])};
   g.OH = window_out_size(g.H, g.KH, p.stride_h, p.pad_h, "conv2d_algo_for");
   g.OW = window_out_size(g.W, g.KW, p.stride_w, p.pad_w, "conv2d_algo_for");
-  return direct_path(g, p) ? ConvAlgo::direct : ConvAlgo::gemm;
+  return plan_for(g, p).algo;
 }
 
 Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, const Conv2dParams& p) {
@@ -165,20 +189,29 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
   g.OH = window_out_size(g.H, g.KH, p.stride_h, p.pad_h, (where + ", height").c_str());
   g.OW = window_out_size(g.W, g.KW, p.stride_w, p.pad_w, (where + ", width").c_str());
 
-  if (const conv_detail::DirectKernels* dk = direct_path(g, p)) {
-    const conv_detail::DirectGeom dg{g.C, g.H, g.W, g.O, g.OH, g.OW, g.KH, g.KW, p.pad_h, p.pad_w};
+  if (const ConvPlan plan = plan_for(g, p); plan.algo != ConvAlgo::gemm) {
+    const bool winograd = plan.algo == ConvAlgo::winograd;
     Tensor y = Tensor::empty({g.B, g.O, g.OH, g.OW});
-    conv_detail::direct_forward(*dk, dg, g.B, x.value().data(), w.value().data(),
-                                bias.defined() ? bias.value().data() : nullptr, y.data());
-    return make_result(std::move(y), {x, w, bias}, [dk, dg, B = g.B](const Tensor& dy, std::vector<Variable>& in) {
+    const float* pb = bias.defined() ? bias.value().data() : nullptr;
+    if (winograd)
+      conv_detail::winograd_forward(plan.dg, g.B, x.value().data(), w.value().data(), pb, y.data());
+    else
+      conv_detail::direct_forward(*plan.k, plan.dg, g.B, x.value().data(), w.value().data(), pb, y.data());
+    return make_result(std::move(y), {x, w, bias}, [plan, winograd, B = g.B](const Tensor& dy, std::vector<Variable>& in) {
       Variable &x = in[0], &w = in[1], &bias = in[2];
+      const conv_detail::DirectGeom& dg = plan.dg;
       float beta = 0.f;  // a new gradient buffer is zero-filled, so each pass adds into it
       if (bias.defined() && bias.requires_grad())
         add_bias_grad(dy.data(), B, dg.O, dg.OH * dg.OW, bias.grad_accumulator(&beta).data());
-      if (x.requires_grad())
-        conv_detail::direct_input_grad(*dk, dg, B, dy.data(), w.value().data(), x.grad_accumulator(&beta).data());
+      if (x.requires_grad()) {
+        float* dx = x.grad_accumulator(&beta).data();
+        if (winograd)
+          conv_detail::winograd_input_grad(dg, B, dy.data(), w.value().data(), dx);
+        else
+          conv_detail::direct_input_grad(*plan.k, dg, B, dy.data(), w.value().data(), dx);
+      }
       if (w.requires_grad())
-        conv_detail::direct_weight_grad(*dk, dg, B, x.value().data(), dy.data(), w.grad_accumulator(&beta).data());
+        conv_detail::direct_weight_grad(*plan.k, dg, B, x.value().data(), dy.data(), w.grad_accumulator(&beta).data());
     }, "conv2d");
   }
 

@@ -29,10 +29,11 @@ inline PoolWindow pool_window(const Pool2dParams& p, int64_t H, int64_t W, int64
 }
 
 // x: (B, C, H, W), w: (O, C, KH, KW), bias: (O,) or undefined -> (B, O, OH, OW).
-// Two algorithms: at stride 1 on the AVX2 and AVX-512 paths, the direct kernels of
+// Three algorithms: at stride 1 on the AVX2 and AVX-512 paths, the direct kernels of
 // core/conv_direct.h (no im2col buffer; the input gradient is the same kernel, the weight
-// gradient its own); otherwise im2col + one sgemm per chunk of images, backward two sgemms +
-// col2im.
+// gradient its own); for 3x3 at padding 1 on AVX-512, Winograd F(2x2, 3x3) (core/
+// conv_winograd.h) for the forward pass and the input gradient; otherwise im2col + one sgemm
+// per chunk of images, backward two sgemms + col2im.
 Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, const Conv2dParams& p = {});
 
 // x: (B, C, H, W) -> (B, C, OH, OW). Padding cells never win a max.
@@ -40,13 +41,15 @@ Variable max_pool2d(const Variable& x, const Pool2dParams& p);
 // Average over the window, padding cells counted as zeros (PyTorch's count_include_pad).
 Variable avg_pool2d(const Variable& x, const Pool2dParams& p);
 
-// Which algorithm conv2d uses: `automatic` takes the direct kernels wherever they apply;
-// `gemm` and `direct` force one (direct where it applies, else gemm), for tests and benchmarks.
-enum class ConvAlgo { automatic, gemm, direct };
+// Which algorithm conv2d uses: `automatic` picks per shape (core/ops_conv.cpp says how);
+// `gemm`, `direct` and `winograd` force one, for tests and benchmarks, falling back where it
+// does not apply (winograd to direct, direct to gemm).
+enum class ConvAlgo { automatic, gemm, direct, winograd };
 void set_conv_algo(ConvAlgo algo);
+const char* conv_algo_name(ConvAlgo algo);  // "automatic", "gemm", "direct", "winograd"
 ConvAlgo conv_algo();
 // The algorithm conv2d runs for these shapes under the current setting and float path
-// (gemm or direct; shapes as conv2d takes them, already valid).
+// (gemm, direct or winograd; shapes as conv2d takes them, already valid).
 ConvAlgo conv2d_algo_for(const Shape& x, const Shape& w, const Conv2dParams& p);
 
 // Output size of a sliding window; throws (naming `what` and the numbers) if empty.

@@ -5,15 +5,7 @@
 #include "core/sgemm_kernels.h"
 
 #ifdef CRAYON_SGEMM_X86
-// GCC 12 warns that _mm512_undefined_*() inside its own intrinsics (here _mm512_reduce_add_ps)
-// is uninitialized (GCC bug 105593); the warning belongs to the header.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "core/simd.h"  // <immintrin.h>
 
 #define CRAYON_TARGET_AVX512F __attribute__((target("avx512f")))
 

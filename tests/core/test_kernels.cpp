@@ -420,9 +420,9 @@ TEST_CASE("conv2d: both algorithms on every float path match the reference forwa
   std::string ran;
   for (FloatIsa isa : {FloatIsa::blas, FloatIsa::avx2, FloatIsa::avx512}) {
     if (!float_isa_supported(isa)) continue;
-    for (ConvAlgo algo : {ConvAlgo::gemm, ConvAlgo::direct}) {
+    for (ConvAlgo algo : {ConvAlgo::gemm, ConvAlgo::direct, ConvAlgo::winograd}) {
       KernelChoice choice(isa, algo);
-      const std::string what = str(float_isa_name(isa), algo == ConvAlgo::gemm ? " gemm" : " direct");
+      const std::string what = str(float_isa_name(isa), " ", conv_algo_name(algo));
       ran += (ran.empty() ? "" : ", ") + what;
       Rng rng(7100 + uint64_t(isa) * 10 + uint64_t(algo));
       for (int trial = 0; trial < 60; ++trial) check_conv_all(random_algo_case(rng), uint64_t(9000 + trial), what);
@@ -435,6 +435,43 @@ TEST_CASE("conv2d: both algorithms on every float path match the reference forwa
     }
   }
   MESSAGE("conv2d paths tested: " << ran);
+}
+
+TEST_CASE("conv2d: Winograd F(2x2 3x3) matches the reference on every tile layout it takes") {
+  if (!float_isa_supported(FloatIsa::avx512)) {
+    MESSAGE("skipped: this CPU has no AVX-512");
+    return;
+  }
+  KernelChoice choice(FloatIsa::avx512, ConvAlgo::winograd);
+  const Conv2dParams same{1, 1, 1, 1};
+  // Tile rows of 4, 8, 16 and 32 tiles (a vector of 16 tiles spans 4, 2, 1 or half a row),
+  // channel counts off the register block of 8, one channel, batch 1, and chunks of tiles
+  // that end on a single vector (48 and 80 tiles per image).
+  const ConvCase cases[] = {{{2, 16, 8, 8}, {40, 16, 3, 3}, same},   {{3, 5, 8, 16}, {7, 5, 3, 3}, same},
+                            {{1, 9, 24, 8}, {11, 9, 3, 3}, same},    {{2, 3, 16, 32}, {6, 3, 3, 3}, same},
+                            {{1, 1, 8, 64}, {1, 1, 3, 3}, same},     {{1, 70, 20, 16}, {9, 70, 3, 3}, same},
+                            {{5, 17, 8, 8}, {130, 17, 3, 3}, same}};
+  for (const ConvCase& c : cases) {
+    REQUIRE(conv2d_algo_for(c.x, c.w, c.p) == ConvAlgo::winograd);
+    check_conv_all(c, 9300 + uint64_t(c.x[1]), "avx512 winograd");
+  }
+  // Threads split the batch by groups of images fixed by the shape: the same bits on 1 and 2.
+  const Tensor x = normal({7, 20, 8, 8}, 9400), w = normal({24, 20, 3, 3}, 9401), r = normal({7, 24, 8, 8}, 9402);
+  std::vector<Tensor> got[2];
+  for (int threads : {1, 2}) {
+    ThreadCount tc(threads);
+    Variable vx(x, true), vw(w, true);
+    Variable y = conv2d(vx, vw, Variable(), same);
+    y.backward(r);
+    got[threads - 1] = {y.value(), vx.grad()};
+  }
+  CHECK(bitwise_equal(got[0][0], got[1][0]));
+  CHECK(bitwise_equal(got[0][1], got[1][1]));
+  // Shapes it does not take fall back to the direct kernels.
+  CHECK(conv2d_algo_for({2, 4, 8, 12}, {4, 4, 3, 3}, same) == ConvAlgo::direct);   // W % 8 != 0
+  CHECK(conv2d_algo_for({2, 4, 6, 8}, {4, 4, 3, 3}, same) == ConvAlgo::direct);    // 12 tiles an image
+  CHECK(conv2d_algo_for({2, 4, 8, 8}, {4, 4, 3, 3}, {}) == ConvAlgo::direct);      // no padding
+  CHECK(conv2d_algo_for({2, 4, 8, 8}, {4, 4, 5, 5}, {1, 1, 2, 2}) == ConvAlgo::direct);  // 5x5
 }
 
 TEST_CASE("conv2d: the direct kernels run on a batch split over threads as on one thread") {
@@ -460,7 +497,7 @@ TEST_CASE("conv2d: the direct kernels run on a batch split over threads as on on
   }
 }
 
-TEST_CASE("conv2d: the automatic choice takes the direct kernels where they pay and im2col + GEMM elsewhere") {
+TEST_CASE("conv2d: the automatic choice takes Winograd or the direct kernels where they pay and im2col + GEMM elsewhere") {
   const Conv2dParams same{1, 1, 1, 1};
   for (FloatIsa isa : {FloatIsa::blas, FloatIsa::avx2, FloatIsa::avx512}) {
     if (!float_isa_supported(isa)) continue;
@@ -469,12 +506,16 @@ TEST_CASE("conv2d: the automatic choice takes the direct kernels where they pay 
     const ConvAlgo fast = isa == FloatIsa::blas ? ConvAlgo::gemm : ConvAlgo::direct;
     CHECK(conv2d_algo_for({128, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}) == fast);    // lenet5 conv1
     CHECK(conv2d_algo_for({128, 6, 14, 14}, {16, 6, 5, 5}, {}) == fast);             // conv2: short GEMM
-    CHECK(conv2d_algo_for({128, 32, 32, 32}, {32, 32, 3, 3}, same) == fast);         // rows fill the lanes
+    const ConvAlgo wino = isa == FloatIsa::avx512 ? ConvAlgo::winograd : fast;
+    CHECK(conv2d_algo_for({128, 32, 32, 32}, {32, 32, 3, 3}, same) == wino);         // cifar conv2
+    CHECK(conv2d_algo_for({128, 32, 32, 32}, {32, 32, 5, 5}, {1, 1, 2, 2}) == fast); // rows fill the lanes
+    CHECK(conv2d_algo_for({128, 3, 32, 32}, {32, 3, 3, 3}, same) == fast);           // C < 16: no Winograd
     CHECK(conv2d_algo_for({8, 3, 32, 32}, {8, 3, 3, 3}, {2, 2, 1, 1}) == ConvAlgo::gemm);  // stride 2
     CHECK(conv2d_algo_for({8, 3, 32, 32}, {8, 3, 3, 3}, {1, 1, 3, 3}) == ConvAlgo::gemm);  // padding > K - 1
     CHECK(conv2d_algo_for({8, 3, 32, 32}, {8, 3, 9, 9}, {}) == ConvAlgo::gemm);            // KW > 7
+    CHECK(conv2d_algo_for({128, 64, 8, 8}, {128, 64, 3, 3}, same) == wino);            // cifar conv5
     // 8-wide rows of a long GEMM: half of the AVX-512 lanes, all of AVX2's.
-    CHECK(conv2d_algo_for({128, 64, 8, 8}, {128, 64, 3, 3}, same) ==
+    CHECK(conv2d_algo_for({128, 64, 8, 8}, {128, 64, 3, 3}, {1, 1, 0, 0}) ==
           (isa == FloatIsa::avx2 ? ConvAlgo::direct : ConvAlgo::gemm));
     set_conv_algo(ConvAlgo::gemm);
     CHECK(conv2d_algo_for({128, 1, 28, 28}, {6, 1, 5, 5}, {1, 1, 2, 2}) == ConvAlgo::gemm);

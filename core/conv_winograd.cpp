@@ -1,0 +1,246 @@
+// Winograd F(2x2, 3x3) on AVX-512F: the transforms, the 16 products and the drivers
+// (conv_winograd.h gives the scheme).
+#include "core/conv_winograd.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include "core/parallel.h"
+#include "core/tensor.h"
+
+#ifdef CRAYON_SGEMM_X86
+#include "core/simd.h"  // <immintrin.h>
+#define CRAYON_TARGET_AVX512F __attribute__((target("avx512f")))
+#endif
+
+namespace crayon::conv_detail {
+
+bool winograd_applies(const DirectGeom& g, FloatIsa isa) {
+#ifdef CRAYON_SGEMM_X86
+  return isa == FloatIsa::avx512 && g.KH == 3 && g.KW == 3 && g.pad_h == 1 && g.pad_w == 1 && g.OH == g.H &&
+         g.OW == g.W && g.H % 2 == 0 && g.W % 8 == 0 && (g.H / 2) * (g.W / 2) % 16 == 0;
+#else
+  (void)g;
+  (void)isa;
+  return false;
+#endif
+}
+
+#ifdef CRAYON_SGEMM_X86
+namespace {
+
+constexpr int kXi = 16;  // positions of a 4x4 tile
+constexpr int kOB = 8;   // output channels per register block
+
+int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// U[xi][c][k] (k fastest, zero past K) = G g G^T of filter g = wk(k, c), with
+// G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
+template <class Filter>
+std::vector<float> transform_weights(int64_t C, int64_t K, int64_t Kp, Filter wk) {
+  std::vector<float> u(size_t(kXi * C * Kp), 0.f);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      const float* g = wk(k, c);  // 3x3, row-major
+      float gg[4][3];             // G g
+      for (int j = 0; j < 3; ++j) {
+        gg[0][j] = g[j];
+        gg[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+        gg[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+        gg[3][j] = g[6 + j];
+      }
+      for (int r = 0; r < 4; ++r) {
+        const float v[4] = {gg[r][0], 0.5f * (gg[r][0] + gg[r][1] + gg[r][2]), 0.5f * (gg[r][0] - gg[r][1] + gg[r][2]),
+                            gg[r][2]};
+        for (int s = 0; s < 4; ++s) u[size_t(((r * 4 + s) * C + c) * Kp + k)] = v[s];
+      }
+    }
+  return u;
+}
+
+// One thread's work on a group of images already copied into zero-bordered planes.
+struct Block {
+  const float* xp;  // (n, C, H+2, W+2)
+  int64_t C, H, W;
+  const float* u;  // U[xi][c][Kp]
+  int64_t K, Kp;
+  float* v;  // V[xi][c][nt] for the tiles of one chunk
+  float* m;  // M[xi][Kp][nt]
+  int64_t nt;
+};
+
+// The 8 floats at p and the 8 at q as one vector (AVX-512F only: no 32x8 insert, which is DQ).
+CRAYON_TARGET_AVX512F inline __m512 two_halves(const float* p, const float* q) {
+  const __m512d lo = _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(p)));
+  return _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_loadu_ps(q)), 1));
+}
+
+// The upper 8 floats of r.
+CRAYON_TARGET_AVX512F inline __m256 upper_half(__m512 r) {
+  return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1));
+}
+
+// V for the 16 tiles [t, t + 16) of the image at plane xp, every channel, into column j of v:
+// V = B^T d B with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. Tiles 4q..4q+3 of the vector
+// sit in one tile row; their 4x4 inputs span 10 columns, read as two 8-float halves.
+CRAYON_TARGET_AVX512F void input_transform(const Block& b, const float* xp, int64_t t, int64_t j) {
+  const int64_t Wp = b.W + 2, plane = (b.H + 2) * Wp, TW = b.W / 2;
+  int64_t off[4];
+  for (int q = 0; q < 4; ++q) off[q] = 2 * ((t + 4 * q) / TW) * Wp + 2 * ((t + 4 * q) % TW);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (int64_t c = 0; c < b.C; ++c) {
+    const float* base = xp + c * plane;
+    __m512 e[4][4];
+    for (int r = 0; r < 4; ++r) {
+      const float* row = base + r * Wp;
+      const __m512 a0 = two_halves(row + off[0], row + off[1]), b0 = two_halves(row + off[2], row + off[3]);
+      const __m512 a2 = two_halves(row + off[0] + 2, row + off[1] + 2);
+      const __m512 b2 = two_halves(row + off[2] + 2, row + off[3] + 2);
+      const __m512 d0 = _mm512_permutex2var_ps(a0, even, b0), d1 = _mm512_permutex2var_ps(a0, odd, b0);
+      const __m512 d2 = _mm512_permutex2var_ps(a2, even, b2), d3 = _mm512_permutex2var_ps(a2, odd, b2);
+      e[r][0] = _mm512_sub_ps(d0, d2);
+      e[r][1] = _mm512_add_ps(d1, d2);
+      e[r][2] = _mm512_sub_ps(d2, d1);
+      e[r][3] = _mm512_sub_ps(d1, d3);
+    }
+    float* out = b.v + c * b.nt + j;
+    const int64_t xi_stride = b.C * b.nt;
+    for (int s = 0; s < 4; ++s) {
+      _mm512_storeu_ps(out + (0 + s) * xi_stride, _mm512_sub_ps(e[0][s], e[2][s]));
+      _mm512_storeu_ps(out + (4 + s) * xi_stride, _mm512_add_ps(e[1][s], e[2][s]));
+      _mm512_storeu_ps(out + (8 + s) * xi_stride, _mm512_sub_ps(e[2][s], e[1][s]));
+      _mm512_storeu_ps(out + (12 + s) * xi_stride, _mm512_sub_ps(e[1][s], e[3][s]));
+    }
+  }
+}
+
+// M[xi](k0..k0+8, j..j + 16*NV) = sum over c of U[xi](c, k) * V[xi](c, tile).
+template <int NV>
+CRAYON_TARGET_AVX512F void product_block(const Block& b, int xi, int64_t k0, int64_t j) {
+  __m512 acc[kOB][NV];
+  for (int o = 0; o < kOB; ++o)
+    for (int n = 0; n < NV; ++n) acc[o][n] = _mm512_setzero_ps();
+  const float* v = b.v + xi * b.C * b.nt + j;
+  const float* u = b.u + xi * b.C * b.Kp + k0;
+  for (int64_t c = 0; c < b.C; ++c, v += b.nt, u += b.Kp) {
+    __m512 x[NV];
+    for (int n = 0; n < NV; ++n) x[n] = _mm512_loadu_ps(v + 16 * n);
+    for (int o = 0; o < kOB; ++o) {
+      const __m512 w = _mm512_set1_ps(u[o]);
+      for (int n = 0; n < NV; ++n) acc[o][n] = _mm512_fmadd_ps(w, x[n], acc[o][n]);
+    }
+  }
+  float* m = b.m + (xi * b.Kp + k0) * b.nt + j;
+  for (int o = 0; o < kOB; ++o)
+    for (int n = 0; n < NV; ++n) _mm512_storeu_ps(m + o * b.nt + 16 * n, acc[o][n]);
+}
+
+// Y = A^T M A with A^T = [1 1 1 0; 0 1 -1 -1] for channel k and the 16 tiles [t, t + 16) of
+// the image whose output is y (K, H, W), read from column j of m; written as bias + Y, or
+// added to y.
+CRAYON_TARGET_AVX512F void output_transform(const Block& b, int64_t k, int64_t t, int64_t j, float bias,
+                                            bool accumulate, float* y) {
+  const int64_t TW = b.W / 2;
+  const float* m = b.m + k * b.nt + j;
+  const int64_t xi_stride = b.Kp * b.nt;
+  __m512 q[4][2];
+  for (int r = 0; r < 4; ++r) {
+    const __m512 m0 = _mm512_loadu_ps(m + (4 * r + 0) * xi_stride), m1 = _mm512_loadu_ps(m + (4 * r + 1) * xi_stride);
+    const __m512 m2 = _mm512_loadu_ps(m + (4 * r + 2) * xi_stride), m3 = _mm512_loadu_ps(m + (4 * r + 3) * xi_stride);
+    q[r][0] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+    q[r][1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+  }
+  const __m512 bv = _mm512_set1_ps(bias);
+  __m512 yr[2][2];
+  for (int s = 0; s < 2; ++s) {
+    yr[0][s] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(q[0][s], q[1][s]), q[2][s]), bv);
+    yr[1][s] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(q[1][s], q[2][s]), q[3][s]), bv);
+  }
+  // Interleave columns 0 and 1 of the tiles: lanes 0-7 of (lo) are tiles t..t+3 then t+4..t+7.
+  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  float* plane = y + k * b.H * b.W;
+  for (int i = 0; i < 2; ++i) {
+    const __m512 lo = _mm512_permutex2var_ps(yr[i][0], lo_idx, yr[i][1]);
+    const __m512 hi = _mm512_permutex2var_ps(yr[i][0], hi_idx, yr[i][1]);
+    const __m256 seg[4] = {_mm512_castps512_ps256(lo), upper_half(lo), _mm512_castps512_ps256(hi), upper_half(hi)};
+    for (int qd = 0; qd < 4; ++qd) {
+      const int64_t tq = t + 4 * qd;
+      float* out = plane + (2 * (tq / TW) + i) * b.W + 2 * (tq % TW);
+      _mm256_storeu_ps(out, accumulate ? _mm256_add_ps(_mm256_loadu_ps(out), seg[qd]) : seg[qd]);
+    }
+  }
+}
+
+// out (B, K, H, W) = bias + conv(in (B, C, H, W)), or += conv, with U already transformed.
+void run(int64_t B, const float* in, int64_t C, int64_t H, int64_t W, const std::vector<float>& u, int64_t K,
+         int64_t Kp, const float* bias, bool accumulate, float* out) {
+  const int64_t T = (H / 2) * (W / 2);
+  const int64_t nt = C <= 64 ? 64 : 32;                      // tiles per chunk: V and M within L2
+  const int64_t per_group = std::max<int64_t>(1, nt / T);    // images per group
+  const int64_t groups = (B + per_group - 1) / per_group;
+  const PaddedPlane pp{H + 2, W + 2};
+  parallel_for(groups, [&](int64_t g0, int64_t g1) {
+    Tensor xp = Tensor::empty({per_group * C * pp.Hp * pp.Wp});
+    Tensor vbuf = Tensor::empty({kXi * C * nt}), mbuf = Tensor::empty({kXi * Kp * nt});
+    Block blk{xp.data(), C, H, W, u.data(), K, Kp, vbuf.data(), mbuf.data(), nt};
+    const int64_t plane = C * pp.Hp * pp.Wp;
+    for (int64_t grp = g0; grp < g1; ++grp) {
+      const int64_t b0 = grp * per_group, n = std::min(per_group, B - b0);
+      for (int64_t i = 0; i < n; ++i) pad_into(in + (b0 + i) * C * H * W, C, H, W, 1, 1, pp, xp.data() + i * plane);
+      // The group's n*T tiles, nt at a time (tile index = image * T + tile in image).
+      for (int64_t c0 = 0; c0 < n * T; c0 += nt) {
+        const int64_t len = std::min(nt, n * T - c0);  // a multiple of 16
+        for (int64_t j = 0; j < len; j += 16)
+          input_transform(blk, xp.data() + ((c0 + j) / T) * plane, (c0 + j) % T, j);
+        for (int xi = 0; xi < kXi; ++xi)
+          for (int64_t k0 = 0; k0 < Kp; k0 += kOB) {
+            int64_t j = 0;
+            for (; j + 32 <= len; j += 32) product_block<2>(blk, xi, k0, j);
+            if (j < len) product_block<1>(blk, xi, k0, j);
+          }
+        for (int64_t j = 0; j < len; j += 16) {
+          const int64_t img = b0 + (c0 + j) / T, t = (c0 + j) % T;
+          float* y = out + img * K * H * W;
+          for (int64_t k = 0; k < K; ++k) output_transform(blk, k, t, j, bias ? bias[k] : 0.f, accumulate, y);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void winograd_forward(const DirectGeom& g, int64_t B, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t Kp = round_up(g.O, kOB);
+  const std::vector<float> u =
+      transform_weights(g.C, g.O, Kp, [&](int64_t k, int64_t c) { return w + (k * g.C + c) * 9; });
+  run(B, x, g.C, g.H, g.W, u, g.O, Kp, bias, false, y);
+}
+
+void winograd_input_grad(const DirectGeom& g, int64_t B, const float* dy, const float* w, float* dx) {
+  // dx = dy correlated, padding 1, with wt(c, o) = w(o, c) turned by 180 degrees.
+  const int64_t Kp = round_up(g.C, kOB);
+  std::vector<float> flipped(size_t(g.O * g.C * 9));
+  for (int64_t i = 0; i < g.O * g.C; ++i)
+    for (int j = 0; j < 9; ++j) flipped[size_t(i * 9 + j)] = w[i * 9 + 8 - j];
+  const std::vector<float> u = transform_weights(
+      g.O, g.C, Kp, [&](int64_t c, int64_t o) { return flipped.data() + (o * g.C + c) * 9; });
+  run(B, dy, g.O, g.H, g.W, u, g.C, Kp, nullptr, true, dx);
+}
+
+#else
+
+// winograd_applies() is false without AVX-512, so these are never reached.
+void winograd_forward(const DirectGeom&, int64_t, const float*, const float*, const float*, float*) {
+  throw std::logic_error("winograd_forward: built without the x86 kernels");
+}
+void winograd_input_grad(const DirectGeom&, int64_t, const float*, const float*, float*) {
+  throw std::logic_error("winograd_input_grad: built without the x86 kernels");
+}
+
+#endif
+
+}  // namespace crayon::conv_detail
