@@ -65,9 +65,10 @@ struct Block {
   int64_t C, H, W;
   const float* u;  // U[xi][c][Kp]
   int64_t K, Kp;
-  float* v;  // V[xi][c][nt] for the tiles of one chunk
-  float* m;  // M[xi][Kp][nt]
+  float* v;    // V[xi][c][nt] for the tiles of one chunk, cv rows per xi (cv >= C; rows past C zero)
+  float* m;    // forward M[xi][Kp][nt]; weight gradient: the dy tiles A dY A^T as [xi][nt][Kp]
   int64_t nt;
+  int64_t cv;
 };
 
 // The 8 floats at p and the 8 at q as one vector (AVX-512F only: no 32x8 insert, which is DQ).
@@ -106,7 +107,7 @@ CRAYON_TARGET_AVX512F void input_transform(const Block& b, const float* xp, int6
       e[r][3] = _mm512_sub_ps(d1, d3);
     }
     float* out = b.v + c * b.nt + j;
-    const int64_t xi_stride = b.C * b.nt;
+    const int64_t xi_stride = b.cv * b.nt;
     for (int s = 0; s < 4; ++s) {
       _mm512_storeu_ps(out + (0 + s) * xi_stride, _mm512_sub_ps(e[0][s], e[2][s]));
       _mm512_storeu_ps(out + (4 + s) * xi_stride, _mm512_add_ps(e[1][s], e[2][s]));
@@ -122,7 +123,7 @@ CRAYON_TARGET_AVX512F void product_block(const Block& b, int xi, int64_t k0, int
   __m512 acc[kOB][NV];
   for (int o = 0; o < kOB; ++o)
     for (int n = 0; n < NV; ++n) acc[o][n] = _mm512_setzero_ps();
-  const float* v = b.v + xi * b.C * b.nt + j;
+  const float* v = b.v + xi * b.cv * b.nt + j;
   const float* u = b.u + xi * b.C * b.Kp + k0;
   for (int64_t c = 0; c < b.C; ++c, v += b.nt, u += b.Kp) {
     __m512 x[NV];
@@ -174,6 +175,105 @@ CRAYON_TARGET_AVX512F void output_transform(const Block& b, int64_t k, int64_t t
   }
 }
 
+// ------------------------------------------------------------------ weight gradient
+// dL/dU[xi](c, k) = sum over tiles of V[xi](c, tile) * (A dY A^T)[xi](k, tile), then
+// dw(k, c) = G^T dL/dU G. The dy tiles are transformed 16 tiles x 16 channels at a time and
+// transposed, so the product runs over tiles with 32 channels k to a register pair.
+
+// The 16 rows r[i] (16 floats each) turned into columns: r[j] lane i = old r[i] lane j.
+CRAYON_TARGET_AVX512F void transpose16(__m512 r[16]) {
+  __m512 a[16], b[16];
+  for (int i = 0; i < 8; ++i) {
+    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // b[4g + m]: rows 4g..4g+3 of columns m, m+4, m+8, m+12, one 128-bit block each.
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a0 = _mm512_castps_pd(a[4 * g]), a1 = _mm512_castps_pd(a[4 * g + 1]);
+    const __m512d a2 = _mm512_castps_pd(a[4 * g + 2]), a3 = _mm512_castps_pd(a[4 * g + 3]);
+    b[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512 s0 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0x44), s1 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0xEE);
+    const __m512 s2 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0x44);
+    const __m512 s3 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0xEE);
+    r[m] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+    r[m + 4] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+    r[m + 8] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+    r[m + 12] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+  }
+}
+
+// A dY A^T (A^T = [1 1 1 0; 0 1 -1 -1]) of the 16 tiles [t, t + 16) of the image whose
+// gradient is dy (K, H, W), every channel k < Kp (zero past K), into rows j.. of b.m as
+// [xi][tile][Kp].
+CRAYON_TARGET_AVX512F void grad_transform(const Block& b, const float* dy, int64_t t, int64_t j) {
+  const int64_t TW = b.W / 2, plane = b.H * b.W;
+  int64_t off[4];
+  for (int q = 0; q < 4; ++q) off[q] = 2 * ((t + 4 * q) / TW) * b.W + 2 * ((t + 4 * q) % TW);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t k0 = 0; k0 < b.Kp; k0 += 16) {
+    __m512 rows[kXi][16];  // [xi][k - k0], lanes = tiles
+    for (int kk = 0; kk < 16; ++kk) {
+      if (k0 + kk >= b.K) {
+        for (int xi = 0; xi < kXi; ++xi) rows[xi][kk] = zero;
+        continue;
+      }
+      __m512 y[2][2];  // y[i][s]: row i, column s of the 16 tiles
+      for (int i = 0; i < 2; ++i) {
+        const float* row = dy + (k0 + kk) * plane + i * b.W;
+        const __m512 lo = two_halves(row + off[0], row + off[1]), hi = two_halves(row + off[2], row + off[3]);
+        y[i][0] = _mm512_permutex2var_ps(lo, even, hi);
+        y[i][1] = _mm512_permutex2var_ps(lo, odd, hi);
+      }
+      // A dY: rows dY0, dY0 + dY1, dY0 - dY1, -dY1; then each row (u, v) times A^T: u, u+v, u-v, -v.
+      __m512 p[4][2];
+      for (int s = 0; s < 2; ++s) {
+        p[0][s] = y[0][s];
+        p[1][s] = _mm512_add_ps(y[0][s], y[1][s]);
+        p[2][s] = _mm512_sub_ps(y[0][s], y[1][s]);
+        p[3][s] = _mm512_sub_ps(zero, y[1][s]);
+      }
+      for (int r = 0; r < 4; ++r) {
+        rows[4 * r + 0][kk] = p[r][0];
+        rows[4 * r + 1][kk] = _mm512_add_ps(p[r][0], p[r][1]);
+        rows[4 * r + 2][kk] = _mm512_sub_ps(p[r][0], p[r][1]);
+        rows[4 * r + 3][kk] = _mm512_sub_ps(zero, p[r][1]);
+      }
+    }
+    for (int xi = 0; xi < kXi; ++xi) {
+      transpose16(rows[xi]);  // now rows[xi][tile] over 16 channels k
+      float* out = b.m + (xi * b.nt + j) * b.Kp + k0;
+      for (int tl = 0; tl < 16; ++tl) _mm512_storeu_ps(out + tl * b.Kp, rows[xi][tl]);
+    }
+  }
+}
+
+// du[xi](c0..c0+8, k0..k0+32) += sum over the chunk's len tiles of V[xi](c, tile) * dY tile (k).
+CRAYON_TARGET_AVX512F void grad_product(const Block& b, int xi, int64_t k0, int64_t c0, int64_t len, float* du) {
+  __m512 acc[kOB][2];
+  float* d = du + (xi * b.cv + c0) * b.Kp + k0;
+  for (int o = 0; o < kOB; ++o)
+    for (int n = 0; n < 2; ++n) acc[o][n] = _mm512_loadu_ps(d + o * b.Kp + 16 * n);
+  const float* m = b.m + xi * b.nt * b.Kp + k0;
+  const float* v = b.v + (xi * b.cv + c0) * b.nt;
+  for (int64_t t = 0; t < len; ++t, m += b.Kp) {
+    const __m512 m0 = _mm512_loadu_ps(m), m1 = _mm512_loadu_ps(m + 16);
+    for (int o = 0; o < kOB; ++o) {
+      const __m512 w = _mm512_set1_ps(v[o * b.nt + t]);
+      acc[o][0] = _mm512_fmadd_ps(w, m0, acc[o][0]);
+      acc[o][1] = _mm512_fmadd_ps(w, m1, acc[o][1]);
+    }
+  }
+  for (int o = 0; o < kOB; ++o)
+    for (int n = 0; n < 2; ++n) _mm512_storeu_ps(d + o * b.Kp + 16 * n, acc[o][n]);
+}
+
 // out (B, K, H, W) = bias + conv(in (B, C, H, W)), or += conv, with U already transformed.
 void run(int64_t B, const float* in, int64_t C, int64_t H, int64_t W, const std::vector<float>& u, int64_t K,
          int64_t Kp, const float* bias, bool accumulate, float* out) {
@@ -185,7 +285,7 @@ void run(int64_t B, const float* in, int64_t C, int64_t H, int64_t W, const std:
   parallel_for(groups, [&](int64_t g0, int64_t g1) {
     Tensor xp = Tensor::empty({per_group * C * pp.Hp * pp.Wp});
     Tensor vbuf = Tensor::empty({kXi * C * nt}), mbuf = Tensor::empty({kXi * Kp * nt});
-    Block blk{xp.data(), C, H, W, u.data(), K, Kp, vbuf.data(), mbuf.data(), nt};
+    Block blk{xp.data(), C, H, W, u.data(), K, Kp, vbuf.data(), mbuf.data(), nt, C};
     const int64_t plane = C * pp.Hp * pp.Wp;
     for (int64_t grp = g0; grp < g1; ++grp) {
       const int64_t b0 = grp * per_group, n = std::min(per_group, B - b0);
@@ -231,6 +331,63 @@ void winograd_input_grad(const DirectGeom& g, int64_t B, const float* dy, const 
   run(B, dy, g.O, g.H, g.W, u, g.C, Kp, nullptr, true, dx);
 }
 
+
+void winograd_weight_grad(const DirectGeom& g, int64_t B, const float* x, const float* dy, float* dw) {
+  const int64_t C = g.C, K = g.O, H = g.H, W = g.W, T = (H / 2) * (W / 2);
+  const int64_t Kp = round_up(K, 32), Cv = round_up(C, kOB);
+  const int64_t nt = C <= 64 ? 64 : 32, per_group = std::max<int64_t>(1, nt / T);
+  const int64_t groups = (B + per_group - 1) / per_group, du_size = kXi * Cv * Kp;
+  const PaddedPlane pp{H + 2, W + 2};
+  const int64_t plane = C * pp.Hp * pp.Wp;
+  // Each part sums its groups into its own du; the parts are added in order (a given thread
+  // count always gives the same bits).
+  std::vector<Tensor> parts(static_cast<size_t>(num_threads()));
+  const int n_parts = parallel_parts(groups, [&](int part, int64_t g0, int64_t g1) {
+    Tensor xp = Tensor::empty({per_group * plane});
+    Tensor vbuf = Tensor::zeros({kXi * Cv * nt}), mbuf = Tensor::empty({kXi * nt * Kp});
+    parts[size_t(part)] = Tensor::zeros({du_size});
+    float* du = parts[size_t(part)].data();
+    Block blk{xp.data(), C, H, W, nullptr, K, Kp, vbuf.data(), mbuf.data(), nt, Cv};
+    for (int64_t grp = g0; grp < g1; ++grp) {
+      const int64_t b0 = grp * per_group, n = std::min(per_group, B - b0);
+      for (int64_t i = 0; i < n; ++i) pad_into(x + (b0 + i) * C * H * W, C, H, W, 1, 1, pp, xp.data() + i * plane);
+      for (int64_t c0 = 0; c0 < n * T; c0 += nt) {
+        const int64_t len = std::min(nt, n * T - c0);
+        for (int64_t j = 0; j < len; j += 16) {
+          const int64_t img = (c0 + j) / T, t = (c0 + j) % T;
+          input_transform(blk, xp.data() + img * plane, t, j);
+          grad_transform(blk, dy + (b0 + img) * K * H * W, t, j);
+        }
+        for (int xi = 0; xi < kXi; ++xi)
+          for (int64_t k0 = 0; k0 < Kp; k0 += 32)
+            for (int64_t cc = 0; cc < Cv; cc += kOB) grad_product(blk, xi, k0, cc, len, du);
+      }
+    }
+  });
+  std::vector<float> sum(size_t(du_size), 0.f);
+  for (int part = 0; part < n_parts; ++part) {
+    const float* s = parts[size_t(part)].data();
+    for (int64_t i = 0; i < du_size; ++i) sum[size_t(i)] += s[i];
+  }
+  // dw(k, c) += G^T D G, D = dL/dU(c, k) over xi; G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1].
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      float d[4][4], e[3][4];
+      for (int xi = 0; xi < kXi; ++xi) d[xi / 4][xi % 4] = sum[size_t((xi * Cv + c) * Kp + k)];
+      for (int s = 0; s < 4; ++s) {
+        e[0][s] = d[0][s] + 0.5f * (d[1][s] + d[2][s]);
+        e[1][s] = 0.5f * (d[1][s] - d[2][s]);
+        e[2][s] = 0.5f * (d[1][s] + d[2][s]) + d[3][s];
+      }
+      float* out = dw + (k * C + c) * 9;
+      for (int r = 0; r < 3; ++r) {
+        out[r * 3 + 0] += e[r][0] + 0.5f * (e[r][1] + e[r][2]);
+        out[r * 3 + 1] += 0.5f * (e[r][1] - e[r][2]);
+        out[r * 3 + 2] += 0.5f * (e[r][1] + e[r][2]) + e[r][3];
+      }
+    }
+}
+
 #else
 
 // winograd_applies() is false without AVX-512, so these are never reached.
@@ -239,6 +396,9 @@ void winograd_forward(const DirectGeom&, int64_t, const float*, const float*, co
 }
 void winograd_input_grad(const DirectGeom&, int64_t, const float*, const float*, float*) {
   throw std::logic_error("winograd_input_grad: built without the x86 kernels");
+}
+void winograd_weight_grad(const DirectGeom&, int64_t, const float*, const float*, float*) {
+  throw std::logic_error("winograd_weight_grad: built without the x86 kernels");
 }
 
 #endif

@@ -9,8 +9,10 @@
 //   M[xi](k, tile) = sum over c of U[xi](c, k) * V[xi](c, tile),
 // computed like the direct kernels: a block of 8 output channels x 32 tiles held in registers,
 // one broadcast of U per channel, 16 tiles per vector. The input gradient is the same
-// convolution of dy with the weights flipped and transposed (padding 1 again), added into dx;
-// the weight gradient stays with the direct kernel.
+// convolution of dy with the weights flipped and transposed (padding 1 again), added into dx.
+// The weight gradient is G^T [ sum over tiles of (B^T d B) (.) (A dY A^T) ] G, the sum over
+// tiles again 16 matrix products, vectorized over 16 output channels with the dy tiles
+// transposed (conv_winograd.cpp).
 //
 // Tiles are numbered row-major inside an image, 16 to a vector; the input transform reads
 // four tiles of a row at a time, so the shapes taken have W % 8 == 0 and (H/2)*(W/2) % 16 == 0
@@ -29,5 +31,8 @@ bool winograd_applies(const DirectGeom& g, FloatIsa isa);
 void winograd_forward(const DirectGeom& g, int64_t B, const float* x, const float* w, const float* bias, float* y);
 // dx += the input gradient of dy.
 void winograd_input_grad(const DirectGeom& g, int64_t B, const float* dy, const float* w, float* dx);
+// dw += the weight gradient. Each thread sums its images apart and the parts are added in
+// order: a given thread count always gives the same bits.
+void winograd_weight_grad(const DirectGeom& g, int64_t B, const float* x, const float* dy, float* dw);
 
 }  // namespace crayon::conv_detail

@@ -110,8 +110,7 @@ constexpr int64_t kSaveColumnsBytes = int64_t(64) << 20;
 
 std::atomic<ConvAlgo> g_conv_algo{ConvAlgo::automatic};
 
-// What conv2d runs: the algorithm, and for direct and winograd the direct kernels (winograd's
-// weight gradient is theirs). Automatic: Winograd wherever it applies with at least 16 channels
+// What conv2d runs: the algorithm, and for direct the direct kernels. Automatic: Winograd wherever it applies with at least 16 channels
 // in and out (fewer leave its 16 products short); else the direct kernels when the output rows
 // fill at least 3/4 of the vector lanes (they vectorize along them), or when the GEMM would be
 // short (C*KH*KW <= 256, where packing and im2col cost more than the product); else im2col +
@@ -210,8 +209,13 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, cons
         else
           conv_detail::direct_input_grad(*plan.k, dg, B, dy.data(), w.value().data(), dx);
       }
-      if (w.requires_grad())
-        conv_detail::direct_weight_grad(*plan.k, dg, B, x.value().data(), dy.data(), w.grad_accumulator(&beta).data());
+      if (w.requires_grad()) {
+        float* dw = w.grad_accumulator(&beta).data();
+        if (winograd)
+          conv_detail::winograd_weight_grad(dg, B, x.value().data(), dy.data(), dw);
+        else
+          conv_detail::direct_weight_grad(*plan.k, dg, B, x.value().data(), dy.data(), dw);
+      }
     }, "conv2d");
   }
 

@@ -32,7 +32,7 @@ inline PoolWindow pool_window(const Pool2dParams& p, int64_t H, int64_t W, int64
 // Three algorithms: at stride 1 on the AVX2 and AVX-512 paths, the direct kernels of
 // core/conv_direct.h (no im2col buffer; the input gradient is the same kernel, the weight
 // gradient its own); for 3x3 at padding 1 on AVX-512, Winograd F(2x2, 3x3) (core/
-// conv_winograd.h) for the forward pass and the input gradient; otherwise im2col + one sgemm
+// conv_winograd.h) for the forward pass and both gradients; otherwise im2col + one sgemm
 // per chunk of images, backward two sgemms + col2im.
 Variable conv2d(const Variable& x, const Variable& w, const Variable& bias, const Conv2dParams& p = {});
 
