@@ -3,6 +3,7 @@
 `lenet5` presets (bench/torch_train.py's build()) over the 10000 MNIST test images
 (data/mnist, normalized with MNIST's mean/std) in batches of 256, one JSON line per
 configuration and a final Markdown table. Run with Debian's python3 (python3-torch).
+`--models cifar-cnn --cifar-dir DIR` runs the CIFAR preset on the test batch in DIR.
 
   /usr/bin/python3 bench/torch_infer.py [--models mlp,lenet5] [--threads 2] [--passes 5]
       [--configs fp32,fp32-jit,int8-onednn,...] [--train-epochs 1 | --weights mlp=FILE.pt ...]
@@ -66,7 +67,7 @@ import zipfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_train import build, convert, env_settings, mnist, quantizable, train  # noqa: E402
+from torch_train import build, cifar10, convert, env_settings, mnist, quantizable, train  # noqa: E402
 
 CONFIGS = ["fp32", "fp32-jit", "int8-onednn", "int8-onednn-jit", "int8-qnnpack", "int8-qnnpack-jit"]
 
@@ -157,6 +158,7 @@ def main():
                     help="float weights of model NAME from torch_train.py --out-model instead of training")
     ap.add_argument("--load", action="append", default=[], metavar="FILE",
                     help="also benchmark this model saved by torch_train.py --out-model (e.g. a QAT int8 model)")
+    ap.add_argument("--cifar-dir", help="CIFAR-10 binary batches, for --models cifar-cnn")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     args.weights = dict(w.split("=", 1) for w in args.weights)
@@ -166,13 +168,25 @@ def main():
         sys.exit(f"unknown configuration(s) {sorted(unknown)}; expected some of {CONFIGS}")
 
     torch.set_num_threads(args.threads)
-    x, y = mnist(True)
-    xt, yt = mnist(False)
-    batches = list(torch.split(xt, args.batch_size))
-    calib = x[:args.calib]
+    data = {}
+
+    def dataset(model_name):
+        """(training images, labels, test batches, test labels) of the model's data set."""
+        kind = "cifar" if model_name == "cifar-cnn" else "mnist"
+        if kind not in data:
+            if kind == "cifar":
+                if not args.cifar_dir:
+                    sys.exit("--models cifar-cnn needs --cifar-dir")
+                (x, y), (xt, yt) = cifar10(args.cifar_dir, True), cifar10(args.cifar_dir, False)
+            else:
+                (x, y), (xt, yt) = mnist(True), mnist(False)
+            data[kind] = (x, y, list(torch.split(xt, args.batch_size)), yt)
+        return data[kind]
+
     rows = []
 
     def report(model_name, config, model):
+        _, _, batches, yt = dataset(model_name)
         rates, acc = measure(model, batches, yt, args.passes)
         row = {"framework": "pytorch", "version": torch.__version__, "model": model_name, "config": config,
                "engine": torch.backends.quantized.engine if "int8" in config else None,
@@ -182,9 +196,10 @@ def main():
         rows.append(row)
 
     for name in args.models.split(",") if args.models else []:
+        x, y, _, _ = dataset(name)
         model = float_model(name, args, x, y)
         for config in configs:
-            report(name, config, make(config, model, calib))
+            report(name, config, make(config, model, x[:args.calib]))
     for path in args.load:
         model, meta = load(path)
         kind = f"{meta['dtype']}{'-qat' if meta.get('qat') else ''}{'-' + meta['engine'] if meta.get('engine') else ''}"
