@@ -2,6 +2,8 @@
 
 #include <cblas.h>
 
+#include <strings.h>  // strcasecmp
+
 namespace crayon {
 
 void blas_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
@@ -16,6 +18,13 @@ std::string blas_info() {
   info += openblas_get_corename();
   info += " threads=" + std::to_string(openblas_get_num_threads());
   return info;
+}
+
+bool blas_avx512_kernels() {
+  const char* core = openblas_get_corename();
+  for (const char* name : {"skylakex", "cooperlake", "sapphirerapids"})
+    if (core != nullptr && strcasecmp(core, name) == 0) return true;
+  return false;
 }
 
 }  // namespace crayon

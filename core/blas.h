@@ -15,4 +15,8 @@ void blas_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, co
 // MAX_THREADS=64"); calling it proves the binary links OpenBLAS, not the reference BLAS.
 std::string blas_info();
 
+// Whether OpenBLAS runs its AVX-512 kernels here (its core is SkylakeX, Cooperlake or
+// SapphireRapids: OPENBLAS_CORETYPE, or what it detected).
+bool blas_avx512_kernels();
+
 }  // namespace crayon

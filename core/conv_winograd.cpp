@@ -77,6 +77,20 @@ CRAYON_TARGET_AVX512F inline __m512 two_halves(const float* p, const float* q) {
   return _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_loadu_ps(q)), 1));
 }
 
+// Where the four groups of 4 tiles of the vector starting at tile t begin, in floats from the
+// top-left of a plane whose rows are row_stride apart (tile rows are TW tiles, 2 rows, apart).
+inline void segment_offsets(int64_t t, int64_t TW, int64_t row_stride, int64_t off[4]) {
+  for (int q = 0; q < 4; ++q) off[q] = 2 * ((t + 4 * q) / TW) * row_stride + 2 * ((t + 4 * q) % TW);
+}
+
+// The lane indices of a two-source permute taking the even (odd) floats of 32.
+CRAYON_TARGET_AVX512F inline __m512i even_lanes() {
+  return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+}
+CRAYON_TARGET_AVX512F inline __m512i odd_lanes() {
+  return _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
 // The upper 8 floats of r.
 CRAYON_TARGET_AVX512F inline __m256 upper_half(__m512 r) {
   return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1));
@@ -86,11 +100,10 @@ CRAYON_TARGET_AVX512F inline __m256 upper_half(__m512 r) {
 // V = B^T d B with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. Tiles 4q..4q+3 of the vector
 // sit in one tile row; their 4x4 inputs span 10 columns, read as two 8-float halves.
 CRAYON_TARGET_AVX512F void input_transform(const Block& b, const float* xp, int64_t t, int64_t j) {
-  const int64_t Wp = b.W + 2, plane = (b.H + 2) * Wp, TW = b.W / 2;
+  const int64_t Wp = b.W + 2, plane = (b.H + 2) * Wp;
   int64_t off[4];
-  for (int q = 0; q < 4; ++q) off[q] = 2 * ((t + 4 * q) / TW) * Wp + 2 * ((t + 4 * q) % TW);
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  segment_offsets(t, b.W / 2, Wp, off);
+  const __m512i even = even_lanes(), odd = odd_lanes();
   for (int64_t c = 0; c < b.C; ++c) {
     const float* base = xp + c * plane;
     __m512 e[4][4];
@@ -143,7 +156,8 @@ CRAYON_TARGET_AVX512F void product_block(const Block& b, int xi, int64_t k0, int
 // added to y.
 CRAYON_TARGET_AVX512F void output_transform(const Block& b, int64_t k, int64_t t, int64_t j, float bias,
                                             bool accumulate, float* y) {
-  const int64_t TW = b.W / 2;
+  int64_t off[4];
+  segment_offsets(t, b.W / 2, b.W, off);
   const float* m = b.m + k * b.nt + j;
   const int64_t xi_stride = b.Kp * b.nt;
   __m512 q[4][2];
@@ -168,8 +182,7 @@ CRAYON_TARGET_AVX512F void output_transform(const Block& b, int64_t k, int64_t t
     const __m512 hi = _mm512_permutex2var_ps(yr[i][0], hi_idx, yr[i][1]);
     const __m256 seg[4] = {_mm512_castps512_ps256(lo), upper_half(lo), _mm512_castps512_ps256(hi), upper_half(hi)};
     for (int qd = 0; qd < 4; ++qd) {
-      const int64_t tq = t + 4 * qd;
-      float* out = plane + (2 * (tq / TW) + i) * b.W + 2 * (tq % TW);
+      float* out = plane + i * b.W + off[qd];
       _mm256_storeu_ps(out, accumulate ? _mm256_add_ps(_mm256_loadu_ps(out), seg[qd]) : seg[qd]);
     }
   }
@@ -211,11 +224,10 @@ CRAYON_TARGET_AVX512F void transpose16(__m512 r[16]) {
 // gradient is dy (K, H, W), every channel k < Kp (zero past K), into rows j.. of b.m as
 // [xi][tile][Kp].
 CRAYON_TARGET_AVX512F void grad_transform(const Block& b, const float* dy, int64_t t, int64_t j) {
-  const int64_t TW = b.W / 2, plane = b.H * b.W;
+  const int64_t plane = b.H * b.W;
   int64_t off[4];
-  for (int q = 0; q < 4; ++q) off[q] = 2 * ((t + 4 * q) / TW) * b.W + 2 * ((t + 4 * q) % TW);
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  segment_offsets(t, b.W / 2, b.W, off);
+  const __m512i even = even_lanes(), odd = odd_lanes();
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t k0 = 0; k0 < b.Kp; k0 += 16) {
     __m512 rows[kXi][16];  // [xi][k - k0], lanes = tiles
@@ -274,22 +286,40 @@ CRAYON_TARGET_AVX512F void grad_product(const Block& b, int xi, int64_t k0, int6
     for (int n = 0; n < 2; ++n) _mm512_storeu_ps(d + o * b.Kp + 16 * n, acc[o][n]);
 }
 
+// How a batch is cut up: images in groups (so a chunk holds enough tiles even for 8x8 images),
+// each group's tiles in chunks of nt, V and M of a chunk within L2. Threads take groups.
+struct Tiling {
+  int64_t T;          // tiles per image
+  int64_t nt;         // tiles per chunk, a multiple of 16
+  int64_t per_group;  // images per group
+  int64_t groups;
+  PaddedPlane pp;     // one channel of an image, zero-bordered
+  int64_t plane;      // floats of one padded image, C * Hp * Wp
+};
+
+Tiling tiling(int64_t B, int64_t C, int64_t H, int64_t W) {
+  Tiling t;
+  t.T = (H / 2) * (W / 2);
+  t.nt = C <= 64 ? 64 : 32;
+  t.per_group = std::max<int64_t>(1, t.nt / t.T);
+  t.groups = (B + t.per_group - 1) / t.per_group;
+  t.pp = {H + 2, W + 2};
+  t.plane = C * t.pp.Hp * t.pp.Wp;
+  return t;
+}
+
 // out (B, K, H, W) = bias + conv(in (B, C, H, W)), or += conv, with U already transformed.
 void run(int64_t B, const float* in, int64_t C, int64_t H, int64_t W, const std::vector<float>& u, int64_t K,
          int64_t Kp, const float* bias, bool accumulate, float* out) {
-  const int64_t T = (H / 2) * (W / 2);
-  const int64_t nt = C <= 64 ? 64 : 32;                      // tiles per chunk: V and M within L2
-  const int64_t per_group = std::max<int64_t>(1, nt / T);    // images per group
-  const int64_t groups = (B + per_group - 1) / per_group;
-  const PaddedPlane pp{H + 2, W + 2};
-  parallel_for(groups, [&](int64_t g0, int64_t g1) {
-    Tensor xp = Tensor::empty({per_group * C * pp.Hp * pp.Wp});
+  const Tiling tl = tiling(B, C, H, W);
+  const int64_t T = tl.T, nt = tl.nt, per_group = tl.per_group, plane = tl.plane;
+  parallel_for(tl.groups, [&](int64_t g0, int64_t g1) {
+    Tensor xp = Tensor::empty({per_group * plane});
     Tensor vbuf = Tensor::empty({kXi * C * nt}), mbuf = Tensor::empty({kXi * Kp * nt});
     Block blk{xp.data(), C, H, W, u.data(), K, Kp, vbuf.data(), mbuf.data(), nt, C};
-    const int64_t plane = C * pp.Hp * pp.Wp;
     for (int64_t grp = g0; grp < g1; ++grp) {
       const int64_t b0 = grp * per_group, n = std::min(per_group, B - b0);
-      for (int64_t i = 0; i < n; ++i) pad_into(in + (b0 + i) * C * H * W, C, H, W, 1, 1, pp, xp.data() + i * plane);
+      for (int64_t i = 0; i < n; ++i) pad_into(in + (b0 + i) * C * H * W, C, H, W, 1, 1, tl.pp, xp.data() + i * plane);
       // The group's n*T tiles, nt at a time (tile index = image * T + tile in image).
       for (int64_t c0 = 0; c0 < n * T; c0 += nt) {
         const int64_t len = std::min(nt, n * T - c0);  // a multiple of 16
@@ -333,16 +363,14 @@ void winograd_input_grad(const DirectGeom& g, int64_t B, const float* dy, const 
 
 
 void winograd_weight_grad(const DirectGeom& g, int64_t B, const float* x, const float* dy, float* dw) {
-  const int64_t C = g.C, K = g.O, H = g.H, W = g.W, T = (H / 2) * (W / 2);
-  const int64_t Kp = round_up(K, 32), Cv = round_up(C, kOB);
-  const int64_t nt = C <= 64 ? 64 : 32, per_group = std::max<int64_t>(1, nt / T);
-  const int64_t groups = (B + per_group - 1) / per_group, du_size = kXi * Cv * Kp;
-  const PaddedPlane pp{H + 2, W + 2};
-  const int64_t plane = C * pp.Hp * pp.Wp;
+  const int64_t C = g.C, K = g.O, H = g.H, W = g.W;
+  const int64_t Kp = round_up(K, 32), Cv = round_up(C, kOB), du_size = kXi * Cv * Kp;
+  const Tiling tl = tiling(B, C, H, W);
+  const int64_t T = tl.T, nt = tl.nt, per_group = tl.per_group, plane = tl.plane;
   // Each part sums its groups into its own du; the parts are added in order (a given thread
   // count always gives the same bits).
   std::vector<Tensor> parts(static_cast<size_t>(num_threads()));
-  const int n_parts = parallel_parts(groups, [&](int part, int64_t g0, int64_t g1) {
+  const int n_parts = parallel_parts(tl.groups, [&](int part, int64_t g0, int64_t g1) {
     Tensor xp = Tensor::empty({per_group * plane});
     Tensor vbuf = Tensor::zeros({kXi * Cv * nt}), mbuf = Tensor::empty({kXi * nt * Kp});
     parts[size_t(part)] = Tensor::zeros({du_size});
@@ -350,7 +378,7 @@ void winograd_weight_grad(const DirectGeom& g, int64_t B, const float* x, const 
     Block blk{xp.data(), C, H, W, nullptr, K, Kp, vbuf.data(), mbuf.data(), nt, Cv};
     for (int64_t grp = g0; grp < g1; ++grp) {
       const int64_t b0 = grp * per_group, n = std::min(per_group, B - b0);
-      for (int64_t i = 0; i < n; ++i) pad_into(x + (b0 + i) * C * H * W, C, H, W, 1, 1, pp, xp.data() + i * plane);
+      for (int64_t i = 0; i < n; ++i) pad_into(x + (b0 + i) * C * H * W, C, H, W, 1, 1, tl.pp, xp.data() + i * plane);
       for (int64_t c0 = 0; c0 < n * T; c0 += nt) {
         const int64_t len = std::min(nt, n * T - c0);
         for (int64_t j = 0; j < len; j += 16) {

@@ -18,8 +18,9 @@ Variable matmul(const Variable& a, const Variable& b, bool trans_a, bool trans_b
                                     trans_a ? "^T" : "", " x ", shape_str(b.shape()), trans_b ? "^T" : ""));
   const int lda = int(a.size(1)), ldb = int(b.size(1));
   Tensor y = Tensor::empty({M, N});
+  const FloatIsa isa = matmul_isa();
   sgemm(trans_a, trans_b, int(M), int(N), int(K), 1.f, a.value().data(), lda, b.value().data(), ldb, 0.f,
-        y.data(), int(N));
+        y.data(), int(N), isa);
   return make_result(std::move(y), {a, b}, [=](const Tensor& dy, std::vector<Variable>& in) {
     const float* pdy = dy.data();
     const float* pa = in[0].value().data();
@@ -29,13 +30,13 @@ Variable matmul(const Variable& a, const Variable& b, bool trans_a, bool trans_b
     // transposed, dA = (dop(A))^T = op(B) dC^T, and likewise for B.
     if (in[0].requires_grad()) {
       float* da = in[0].grad_for_gemm(&beta).data();
-      if (!trans_a) sgemm(false, !trans_b, int(M), int(K), int(N), 1.f, pdy, int(N), pb, ldb, beta, da, lda);
-      else sgemm(trans_b, true, int(K), int(M), int(N), 1.f, pb, ldb, pdy, int(N), beta, da, lda);
+      if (!trans_a) sgemm(false, !trans_b, int(M), int(K), int(N), 1.f, pdy, int(N), pb, ldb, beta, da, lda, isa);
+      else sgemm(trans_b, true, int(K), int(M), int(N), 1.f, pb, ldb, pdy, int(N), beta, da, lda, isa);
     }
     if (in[1].requires_grad()) {
       float* db = in[1].grad_for_gemm(&beta).data();
-      if (!trans_b) sgemm(!trans_a, false, int(K), int(N), int(M), 1.f, pa, lda, pdy, int(N), beta, db, ldb);
-      else sgemm(true, trans_a, int(N), int(K), int(M), 1.f, pdy, int(N), pa, lda, beta, db, ldb);
+      if (!trans_b) sgemm(!trans_a, false, int(K), int(N), int(M), 1.f, pa, lda, pdy, int(N), beta, db, ldb, isa);
+      else sgemm(true, trans_a, int(N), int(K), int(M), 1.f, pdy, int(N), pa, lda, beta, db, ldb, isa);
     }
   }, "matmul");
 }

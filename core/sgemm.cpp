@@ -183,6 +183,12 @@ constexpr int64_t kMinParallelWork = int64_t(1) << 18;
 
 FloatIsa float_isa() { return current_isa().load(); }
 
+FloatIsa matmul_isa() {
+  static const bool blas_avx512 = blas_avx512_kernels();
+  const FloatIsa isa = float_isa();
+  return isa == FloatIsa::avx512 && blas_avx512 ? FloatIsa::blas : isa;
+}
+
 void set_float_isa(FloatIsa isa) {
   if (!float_isa_supported(isa))
     throw std::invalid_argument(str("set_float_isa: this CPU cannot run the ", float_isa_name(isa), " path (best: ",
