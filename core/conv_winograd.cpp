@@ -59,9 +59,9 @@ std::vector<float> transform_weights(int64_t C, int64_t K, int64_t Kp, Filter wk
   return u;
 }
 
-// One thread's work on a group of images already copied into zero-bordered planes.
+// One thread's buffers and shapes for the chunks of a group of images (their zero-bordered
+// planes are passed to input_transform).
 struct Block {
-  const float* xp;  // (n, C, H+2, W+2)
   int64_t C, H, W;
   const float* u;  // U[xi][c][Kp]
   int64_t K, Kp;
@@ -173,7 +173,7 @@ CRAYON_TARGET_AVX512F void output_transform(const Block& b, int64_t k, int64_t t
     yr[0][s] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(q[0][s], q[1][s]), q[2][s]), bv);
     yr[1][s] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(q[1][s], q[2][s]), q[3][s]), bv);
   }
-  // Interleave columns 0 and 1 of the tiles: lanes 0-7 of (lo) are tiles t..t+3 then t+4..t+7.
+  // Interleave columns 0 and 1 of the tiles: lo holds tiles t..t+7 (lanes 0-7 of both), hi t+8..t+15.
   const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   float* plane = y + k * b.H * b.W;
@@ -287,7 +287,8 @@ CRAYON_TARGET_AVX512F void grad_product(const Block& b, int xi, int64_t k0, int6
 }
 
 // How a batch is cut up: images in groups (so a chunk holds enough tiles even for 8x8 images),
-// each group's tiles in chunks of nt, V and M of a chunk within L2. Threads take groups.
+// each group's tiles in chunks of nt (smaller for many input channels, so V stays near L2 size;
+// M grows with the output channels: 768 KiB for cifar conv5). Threads take groups.
 struct Tiling {
   int64_t T;          // tiles per image
   int64_t nt;         // tiles per chunk, a multiple of 16
@@ -316,7 +317,7 @@ void run(int64_t B, const float* in, int64_t C, int64_t H, int64_t W, const std:
   parallel_for(tl.groups, [&](int64_t g0, int64_t g1) {
     Tensor xp = Tensor::empty({per_group * plane});
     Tensor vbuf = Tensor::empty({kXi * C * nt}), mbuf = Tensor::empty({kXi * Kp * nt});
-    Block blk{xp.data(), C, H, W, u.data(), K, Kp, vbuf.data(), mbuf.data(), nt, C};
+    Block blk{C, H, W, u.data(), K, Kp, vbuf.data(), mbuf.data(), nt, C};
     for (int64_t grp = g0; grp < g1; ++grp) {
       const int64_t b0 = grp * per_group, n = std::min(per_group, B - b0);
       for (int64_t i = 0; i < n; ++i) pad_into(in + (b0 + i) * C * H * W, C, H, W, 1, 1, tl.pp, xp.data() + i * plane);
@@ -375,7 +376,7 @@ void winograd_weight_grad(const DirectGeom& g, int64_t B, const float* x, const 
     Tensor vbuf = Tensor::zeros({kXi * Cv * nt}), mbuf = Tensor::empty({kXi * nt * Kp});
     parts[size_t(part)] = Tensor::zeros({du_size});
     float* du = parts[size_t(part)].data();
-    Block blk{xp.data(), C, H, W, nullptr, K, Kp, vbuf.data(), mbuf.data(), nt, Cv};
+    Block blk{C, H, W, nullptr, K, Kp, vbuf.data(), mbuf.data(), nt, Cv};
     for (int64_t grp = g0; grp < g1; ++grp) {
       const int64_t b0 = grp * per_group, n = std::min(per_group, B - b0);
       for (int64_t i = 0; i < n; ++i) pad_into(x + (b0 + i) * C * H * W, C, H, W, 1, 1, tl.pp, xp.data() + i * plane);

@@ -11,8 +11,8 @@
 // one broadcast of U per channel, 16 tiles per vector. The input gradient is the same
 // convolution of dy with the weights flipped and transposed (padding 1 again), added into dx.
 // The weight gradient is G^T [ sum over tiles of (B^T d B) (.) (A dY A^T) ] G, the sum over
-// tiles again 16 matrix products, vectorized over 16 output channels with the dy tiles
-// transposed (conv_winograd.cpp).
+// tiles again 16 matrix products, vectorized over output channels (32 to a register pair)
+// with the dy tiles transposed (conv_winograd.cpp).
 //
 // Tiles are numbered row-major inside an image, 16 to a vector; the input transform reads
 // four tiles of a row at a time, so the shapes taken have W % 8 == 0 and (H/2)*(W/2) % 16 == 0

@@ -70,6 +70,12 @@ std::atomic<FloatIsa>& current_isa() {
   return isa;
 }
 
+// Whether the path was chosen on purpose (CRAYON_FLOAT_ISA or set_float_isa), not by the CPU.
+std::atomic<bool>& isa_chosen() {
+  static std::atomic<bool> chosen{std::getenv("CRAYON_FLOAT_ISA") != nullptr && *std::getenv("CRAYON_FLOAT_ISA")};
+  return chosen;
+}
+
 // Blocking (BLIS's names): kc steps of k per packed panel pair, mc rows of A packed at a time
 // (an L2-sized block), nc columns of B (an L3-sized block, 256 KiB at kc = 256).
 constexpr int kKc = 256, kMc = 144, kNc = 1024;
@@ -186,7 +192,7 @@ FloatIsa float_isa() { return current_isa().load(); }
 FloatIsa matmul_isa() {
   static const bool blas_avx512 = blas_avx512_kernels();
   const FloatIsa isa = float_isa();
-  return isa == FloatIsa::avx512 && blas_avx512 ? FloatIsa::blas : isa;
+  return isa == FloatIsa::avx512 && blas_avx512 && !isa_chosen().load() ? FloatIsa::blas : isa;
 }
 
 void set_float_isa(FloatIsa isa) {
@@ -194,6 +200,7 @@ void set_float_isa(FloatIsa isa) {
     throw std::invalid_argument(str("set_float_isa: this CPU cannot run the ", float_isa_name(isa), " path (best: ",
                                     float_isa_name(best_float_isa()), ")"));
   current_isa().store(isa);
+  isa_chosen().store(true);
 }
 
 void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,

@@ -24,8 +24,9 @@ bool float_isa_supported(FloatIsa isa);
 FloatIsa best_float_isa();
 FloatIsa float_isa();             // the path in use
 void set_float_isa(FloatIsa isa);  // throws std::invalid_argument if this CPU cannot run it
-// The path matmul (the linear layers) takes: the float path, except that where it is avx512 and
-// OpenBLAS runs its own AVX-512 kernels (blas_avx512_kernels()), OpenBLAS: on the MLP's shapes
+// The path matmul (the linear layers) takes: the float path, except that where it is avx512 by
+// the CPU's choice (not CRAYON_FLOAT_ISA or set_float_isa) and OpenBLAS runs its own AVX-512
+// kernels (blas_avx512_kernels()), OpenBLAS: on the MLP's shapes
 // it is ~1.7x faster than crayon's kernels at 2 threads (bench/README.md §2). The convolutions
 // keep the float path.
 FloatIsa matmul_isa();

@@ -463,10 +463,13 @@ TEST_CASE("conv2d: Winograd F(2x2 3x3) matches the reference on every tile layou
     Variable vx(x, true), vw(w, true);
     Variable y = conv2d(vx, vw, Variable(), same);
     y.backward(r);
-    got[threads - 1] = {y.value(), vx.grad()};
+    got[threads - 1] = {y.value(), vx.grad(), vw.grad()};
   }
   CHECK(bitwise_equal(got[0][0], got[1][0]));
   CHECK(bitwise_equal(got[0][1], got[1][1]));
+  // The weight gradient sums each thread's images apart: equal within round-off.
+  const Tensor dw_scale = reference::conv2d_backward(map(x, absf), map(w, absf), map(r, absf), same).dw;
+  check_close(got[1][2], got[0][2], kTol, dw_scale, "winograd weight gradient, 2 vs 1 threads");
   // Shapes it does not take fall back to the direct kernels.
   CHECK(conv2d_algo_for({2, 4, 8, 12}, {4, 4, 3, 3}, same) == ConvAlgo::direct);   // W % 8 != 0
   CHECK(conv2d_algo_for({2, 4, 6, 8}, {4, 4, 3, 3}, same) == ConvAlgo::direct);    // 12 tiles an image
