@@ -18,16 +18,9 @@
 #include "quant/int8/gemm.h"
 #include "quant/int8/requant.h"
 
+#include "core/simd.h"  // <immintrin.h>, with GCC bug 105593's warning silenced
+
 #if defined(__x86_64__)
-// GCC 12 warns that _mm512_undefined_epi32() inside its own intrinsics is uninitialized
-// (GCC bug 105593, fixed in 12.3); the warning belongs to the header, not to this file.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#pragma GCC diagnostic pop
 #define CRAYON_INT8_X86 1
 #define CRAYON_TARGET_VNNI __attribute__((target("avx512vnni,avx512vl,avx512bw,avx512f")))
 #define CRAYON_TARGET_AVX2 __attribute__((target("avx2")))
