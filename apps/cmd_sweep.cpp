@@ -1,11 +1,14 @@
 // crayon sweep: the regularization-vs-quantization experiment (apps/sweep.h) from the
 // command line; every list flag takes comma-separated values.
+#include <algorithm>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "apps/cli.h"
 #include "apps/sweep.h"
+#include "apps/world.h"
 #include "core/check.h"
 #include "core/parse.h"
 
@@ -56,8 +59,8 @@ int cmd_sweep(int argc, char** argv) {
     ("train-limit", po::value(&o.train_limit)->default_value(0), "train on the first N images (0: all)")
     ("test-limit", po::value(&o.test_limit)->default_value(0), "evaluate on the first N test images (0: all)")
     ("data-bits-limit", po::value(&o.data_bits_limit)->default_value(o.data_bits_limit), "training images the data bits are measured on (0: all)")
-    ("jobs", po::value(&o.jobs)->default_value(o.jobs), "processes running cells at once")
-    ("threads", po::value(&o.threads)->default_value(o.threads), "threads in all, shared by the jobs")
+    ("jobs", po::value(&o.jobs)->default_value(o.jobs), "processes running cells at once (under mpirun: 1, the ranks are the jobs)")
+    ("threads", po::value(&o.threads)->default_value(o.threads), "threads in all, shared by the jobs (under mpirun: per rank, default the machine's cores / its ranks)")
     ("no-plots", po::bool_switch(&no_plots), "skip the PNGs")
     ("quiet,q", po::bool_switch(&o.quiet), "print nothing");
   // clang-format on
@@ -98,6 +101,13 @@ int cmd_sweep(int argc, char** argv) {
   if (vm.count("methods")) o.methods = choices("methods", methods, {"ptq", "qat"});
   if (vm.count("roundings")) o.roundings = choices("roundings", roundings, {"nearest", "stochastic"});
   if (vm.count("seeds")) o.seeds = number_list<int64_t>("seeds", seeds);
+  if (world().mpi()) {
+    // mpirun: the ranks are the jobs, each taking the next cell free (apps/world.h).
+    if (o.jobs != 1)
+      throw UsageError(str("--jobs: under mpirun every rank is one job (", world().size(), " ranks), got --jobs ", o.jobs));
+    if (vm["threads"].defaulted())
+      o.threads = std::max(1, int(std::thread::hardware_concurrency()) / world().local_size());
+  }
   if (o.jobs > o.threads) o.threads = o.jobs;  // at least one thread a job
   o.plots = !no_plots;
   run_sweep(o);

@@ -1,11 +1,14 @@
 // crayon train: train a model on a dataset, checkpointing after every epoch.
 #include <filesystem>
 #include <iostream>
+#include <algorithm>
 #include <set>
+#include <thread>
 
 #include "apps/cli.h"
 #include "apps/quant_flags.h"
 #include "apps/trainer.h"
+#include "apps/world.h"
 #include "core/check.h"
 #include "data/data_dir.h"
 #include "nn/init.h"
@@ -46,7 +49,7 @@ int cmd_train(int argc, char** argv) {
                                                       "xavier-uniform | xavier-normal | FILE.h5: fine-tune this float checkpoint (its model replaces --model)")
     ("train-limit", po::value(&c.train_limit)->default_value(0), "use only the first N training examples (0: all)")
     ("test-limit", po::value(&c.test_limit)->default_value(0), "evaluate on the first N test examples (0: all)")
-    ("threads", po::value(&run.threads)->default_value(2), "threads for GEMM and crayon's loops")
+    ("threads", po::value(&run.threads)->default_value(2), "threads for GEMM and crayon's loops (under mpirun: per rank, default the machine's cores / its ranks)")
     ("out", po::value(&run.out)->default_value(run.out), "checkpoint file (HDF5), rewritten atomically every epoch")
     ("resume", po::value(&run.resume), "continue from this checkpoint; its settings are used")
     ("log", po::value(&run.log), "per-epoch log: FILE.csv or FILE.jsonl")
@@ -107,6 +110,12 @@ int cmd_train(int argc, char** argv) {
         throw UsageError(str("--", name, ": cannot be changed when resuming (the checkpoint's settings are used)"));
   }
   run.config = c;
+  if (world().mpi()) {
+    // mpirun: every rank trains its shard of each batch; the ranks of a machine share its cores.
+    run.replicas = &world();
+    if (vm["threads"].defaulted())
+      run.threads = std::max(1, int(std::thread::hardware_concurrency()) / world().local_size());
+  }
   run_training(run);
   return 0;
 }

@@ -1,6 +1,7 @@
 // crayon: one program, one subcommand per job. Each subcommand lives in cmd_<name>.cpp.
 // Errors from anywhere below end here as one line on stderr and a non-zero exit:
 // 2 for a bad command line, 1 for anything else (bad file, diverged training, ...).
+// In an MPI job (apps/world.h) the failing rank names itself and ends every rank.
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "apps/cli.h"
+#include "apps/world.h"
 
 namespace {
 
@@ -35,9 +37,22 @@ void usage(FILE* to) {
   for (const Command& c : kCommands) std::fprintf(to, "  %-10s %s\n", c.name, c.help);
 }
 
+// " (rank R of N)" in an MPI job.
+std::string who() {
+  const std::string r = crayon::rank_label();
+  return r.empty() ? r : " " + r;
+}
+
+// The exit of a failed command: alone, its code; in an MPI job, every rank's.
+int fail(int code) {
+  if (crayon::world().mpi()) crayon::world().abort(code);
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  crayon::WorldSession session(argc, argv);
   // Past a file-size limit (ulimit -f) a write should fail with EFBIG, reported as an error
   // naming the file, not kill the process halfway through a checkpoint.
   std::signal(SIGXFSZ, SIG_IGN);
@@ -55,13 +70,13 @@ int main(int argc, char** argv) {
     try {
       return c.run(argc - 1, argv + 1);
     } catch (const crayon::UsageError& e) {
-      std::fprintf(stderr, "crayon %s: %s\nusage: crayon %s [options]   ('crayon %s --help' lists them)\n", c.name,
-                   crayon::one_line(e.what()).c_str(), c.name, c.name);
-      return 2;
+      std::fprintf(stderr, "crayon %s%s: %s\nusage: crayon %s [options]   ('crayon %s --help' lists them)\n", c.name,
+                   who().c_str(), crayon::one_line(e.what()).c_str(), c.name, c.name);
+      return fail(2);
     } catch (const std::exception& e) {
       // One line whatever the message quotes (a file name, a flag's value).
-      std::fprintf(stderr, "crayon %s: %s\n", c.name, crayon::one_line(e.what()).c_str());
-      return 1;
+      std::fprintf(stderr, "crayon %s%s: %s\n", c.name, who().c_str(), crayon::one_line(e.what()).c_str());
+      return fail(1);
     }
   }
   std::fprintf(stderr, "crayon: unknown command '%s'\n", cmd.c_str());

@@ -20,6 +20,7 @@
 #include "apps/plot.h"
 #include "apps/train_checkpoint.h"
 #include "apps/trainer.h"
+#include "apps/world.h"
 #include "core/atomic_file.h"
 #include "core/check.h"
 #include "core/parallel.h"
@@ -71,6 +72,32 @@ std::string json_line(const Row& r) {
   return s + "}\n";
 }
 
+// One line written by json_line (a flat object, no escapes) as a row.
+Row parse_row(const std::string& line) {
+  Row r;
+  size_t p = 0;
+  while ((p = line.find('"', p)) != std::string::npos) {
+    const size_t q = line.find('"', p + 1);
+    if (q == std::string::npos) break;
+    const std::string k = line.substr(p + 1, q - p - 1);
+    size_t v = line.find(':', q) + 1;
+    while (v < line.size() && line[v] == ' ') ++v;
+    size_t e;
+    std::string value;
+    if (v < line.size() && line[v] == '"') {
+      e = line.find('"', v + 1);
+      value = line.substr(v + 1, e - v - 1);
+      ++e;
+    } else {
+      e = line.find_first_of(",}", v);
+      value = line.substr(v, e - v);
+    }
+    r[k] = value;
+    p = e;
+  }
+  return r;
+}
+
 // The rows of a JSONL file written by json_line (flat objects, no escapes), every complete
 // line; a line cut short by a kill is dropped, and the file truncated to its last newline.
 std::vector<Row> read_rows(const std::string& path) {
@@ -82,28 +109,7 @@ std::vector<Row> read_rows(const std::string& path) {
   while (true) {
     const size_t end = text.find('\n', begin);
     if (end == std::string::npos) break;
-    const std::string line = text.substr(begin, end - begin);
-    Row r;
-    size_t p = 0;
-    while ((p = line.find('"', p)) != std::string::npos) {
-      const size_t q = line.find('"', p + 1);
-      if (q == std::string::npos) break;
-      const std::string k = line.substr(p + 1, q - p - 1);
-      size_t v = line.find(':', q) + 1;
-      while (v < line.size() && line[v] == ' ') ++v;
-      size_t e;
-      std::string value;
-      if (v < line.size() && line[v] == '"') {
-        e = line.find('"', v + 1);
-        value = line.substr(v + 1, e - v - 1);
-        ++e;
-      } else {
-        e = line.find_first_of(",}", v);
-        value = line.substr(v, e - v);
-      }
-      r[k] = value;
-      p = e;
-    }
+    const Row r = parse_row(text.substr(begin, end - begin));
     if (r.count("key") && r.count("seconds")) rows.push_back(r);
     begin = good = end + 1;
   }
@@ -602,14 +608,19 @@ std::vector<SweepCell> sweep_cells(const SweepOptions& o) {
 }
 
 int64_t run_sweep(const SweepOptions& o) {
+  // Under mpirun (apps/world.h) rank 0 reads and writes the results and the plots; the float
+  // models are files every rank reads, so DIR must be on a file system all ranks share.
+  World& w = world();
   fs::create_directories(fs::path(o.dir) / "float");
   const std::string csv = (fs::path(o.dir) / "results.csv").string();
   const std::string jsonl = (fs::path(o.dir) / "results.jsonl").string();
   const std::string claims = (fs::path(o.dir) / "claims").string();
-  std::set<std::string> done;
-  for (const Row& r : read_rows(jsonl)) done.insert(r.at("key"));
-  // The CSV follows the JSONL: rebuilt from it, so a kill between the two appends loses nothing.
-  {
+  const std::vector<SweepCell> all = sweep_cells(o);
+  std::vector<int64_t> todo_index;  // into all
+  if (w.is_root()) {
+    std::set<std::string> done;
+    for (const Row& r : read_rows(jsonl)) done.insert(r.at("key"));
+    // The CSV follows the JSONL: rebuilt from it, so a kill between the two appends loses nothing.
     const std::string tmp = csv + ".tmp";
     std::string header;
     for (const char* c : kColumns) header += header.empty() ? c : str(",", c);
@@ -618,38 +629,54 @@ int64_t run_sweep(const SweepOptions& o) {
     for (const Row& r : read_rows(jsonl)) f << csv_line(r);
     f.close();
     fs::rename(tmp, csv);
+    for (size_t i = 0; i < all.size(); ++i)
+      if (!done.count(all[i].key())) todo_index.push_back(int64_t(i));
   }
-  const std::vector<SweepCell> all = sweep_cells(o);
-  std::vector<SweepCell> todo;
-  std::vector<SweepCell> floats;
+  int64_t count = int64_t(todo_index.size());
+  w.broadcast({reinterpret_cast<std::byte*>(&count), sizeof count}, 0);
+  todo_index.resize(size_t(count));
+  w.broadcast({reinterpret_cast<std::byte*>(todo_index.data()), todo_index.size() * sizeof(int64_t)}, 0);
+  std::vector<SweepCell> todo, floats;
   std::set<std::string> float_keys;
-  for (const SweepCell& c : all) {
-    if (done.count(c.key())) continue;
+  for (int64_t i : todo_index) {
+    const SweepCell& c = all[size_t(i)];
     todo.push_back(c);
     if (float_keys.insert(c.float_key()).second) floats.push_back(c);
   }
-  if (!o.quiet)
-    std::printf("sweep %s: %zu cells, %zu done before, %zu to run over %zu float models, %d job%s\n", o.dir.c_str(),
-                all.size(), all.size() - todo.size(), todo.size(), floats.size(), o.jobs, o.jobs == 1 ? "" : "s");
+  const int workers = w.mpi() ? w.size() : o.jobs;
+  const char* unit = w.mpi() ? "rank" : "job";
+  if (!o.quiet && w.is_root())
+    std::printf("sweep %s: %zu cells, %zu done before, %zu to run over %zu float models, %d %s%s\n", o.dir.c_str(),
+                all.size(), all.size() - todo.size(), todo.size(), floats.size(), workers, unit, workers == 1 ? "" : "s");
   set_num_threads(std::max(1, o.threads / std::max(1, o.jobs)));
-  in_processes(o.jobs, int64_t(floats.size()), claims, "float", [&](int64_t i) { train_float(o, floats[size_t(i)]); });
+  // Every i in [0, n) once, over the jobs or the ranks, each taking the next one free.
+  auto spread = [&](const char* phase, int64_t n, const std::function<std::string(int64_t)>& work,
+                    const std::function<void(const std::string&)>& deliver) {
+    if (w.mpi()) w.distribute(n, work, deliver);
+    else in_processes(o.jobs, n, claims, phase, [&](int64_t i) { deliver(work(i)); });
+  };
+  spread("float", int64_t(floats.size()), [&](int64_t i) { train_float(o, floats[size_t(i)]); return std::string(); },
+         [](const std::string&) {});
   const Dataset train_all = load_dataset(o.dataset, true, o.data_dir);
   const Dataset train = o.train_limit > 0 && o.train_limit < train_all.size() ? train_all.slice(0, o.train_limit)
                                                                               : train_all;
   Dataset test = load_dataset(o.dataset, false, o.data_dir);
   if (o.test_limit > 0 && o.test_limit < test.size()) test = test.slice(0, o.test_limit);
-  in_processes(o.jobs, int64_t(todo.size()), claims, "cell", [&](int64_t i) {
-    const Row r = run_cell(o, todo[size_t(i)], train, test);
-    append_line(jsonl, json_line(r));
-    append_line(csv, csv_line(r));
-    if (!o.quiet)
-      std::printf("  %s: %s -> %s (%.1f s)\n", r.at("key").c_str(), r.at("float_accuracy").c_str(),
-                  r.at("quantized_accuracy").c_str(), std::stod(r.at("seconds")));
-    std::fflush(stdout);
-  });
-  const std::vector<Row> finished = read_rows(jsonl);
-  if (o.plots) write_plots(o, finished);
-  write_tables(o, finished);
+  spread("cell", int64_t(todo.size()), [&](int64_t i) { return json_line(run_cell(o, todo[size_t(i)], train, test)); },
+         [&](const std::string& line) {
+           const Row r = parse_row(line);
+           append_line(jsonl, line);
+           append_line(csv, csv_line(r));
+           if (!o.quiet)
+             std::printf("  %s: %s -> %s (%.1f s)\n", r.at("key").c_str(), r.at("float_accuracy").c_str(),
+                         r.at("quantized_accuracy").c_str(), std::stod(r.at("seconds")));
+           std::fflush(stdout);
+         });
+  if (w.is_root()) {
+    const std::vector<Row> finished = read_rows(jsonl);
+    if (o.plots) write_plots(o, finished);
+    write_tables(o, finished);
+  }
   return int64_t(todo.size());
 }
 

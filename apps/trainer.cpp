@@ -21,6 +21,7 @@
 #include "nn/spec.h"
 #include "optim/adam.h"
 #include "optim/clip.h"
+#include "optim/data_parallel.h"
 #include "optim/grad_l1.h"
 #include "optim/kure.h"
 #include "optim/regularizer.h"
@@ -136,10 +137,31 @@ std::shared_ptr<Sequential> init_from_checkpoint(TrainConfig& cfg, const Shape& 
 
 Dataset limited(Dataset d, int64_t limit) { return limit > 0 && limit < d.size() ? d.slice(0, limit) : d; }
 
+// Mean loss and accuracy over data; with peers each rank evaluates its part of it.
+std::pair<double, double> evaluate_over(Module& model, const Dataset& data, const ChannelStats& norm, int64_t batch,
+                                        Replicas* peers) {
+  if (!peers) {
+    const EvalResult e = evaluate(model, data, norm, batch);
+    return {e.loss, e.accuracy};
+  }
+  const int64_t n = data.size(), r = peers->rank(), k = peers->size();
+  const int64_t lo = n * r / k, hi = n * (r + 1) / k;
+  double totals[3] = {0, 0, double(hi - lo)};
+  if (hi > lo) {
+    const EvalResult e = evaluate(model, data.slice(lo, hi), norm, batch);
+    totals[0] = e.loss * double(hi - lo), totals[1] = e.accuracy * double(hi - lo);
+  }
+  peers->sum(totals);
+  return {totals[0] / totals[2], totals[1] / totals[2]};
+}
+
 }  // namespace
 
 std::vector<EpochRecord> run_training(const TrainRun& run) {
   set_num_threads(run.threads);
+  Replicas* const peers = run.replicas && run.replicas->size() > 1 ? run.replicas : nullptr;
+  const int rank = peers ? peers->rank() : 0, ranks = peers ? peers->size() : 1;
+  const bool root = rank == 0;
   struct Anomaly {  // on for this run only
     explicit Anomaly(bool on) { set_detect_anomaly(on); }
     ~Anomaly() { set_detect_anomaly(false); }
@@ -162,6 +184,9 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
     size = ck.size;
   }
   if (const auto p = check_config(cfg)) throw std::invalid_argument(str(flag_name(p->setting), ": ", p->message));
+  if (peers && cfg.grad_l1 > 0)
+    throw std::invalid_argument(str("--grad-l1: not available in data-parallel training (", ranks,
+                                    " ranks): its extra forward and backward passes are not synchronized"));
 
   Dataset train_all = limited(load_dataset(cfg.dataset, true, cfg.data_dir), cfg.train_limit);
   const Dataset test = limited(load_dataset(cfg.dataset, false, cfg.data_dir), cfg.test_limit);
@@ -229,16 +254,31 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   const ChannelStats norm = dataset_stats(cfg.dataset);
   const bool augment = cfg.augment < 0 ? cfg.dataset == "cifar10" : cfg.augment != 0;
   DataLoader loader(train, {.batch_size = cfg.batch_size, .shuffle = true, .seed = uint64_t(cfg.seed),
-                            .augment = augment, .norm = norm});
+                            .augment = augment, .norm = norm, .shard = rank, .shards = ranks});
   const int64_t per_epoch = loader.num_batches();
+  if (peers) {
+    // Every rank needs a part of every batch (an empty shard has no batch-norm statistics).
+    const int64_t smallest = std::min(cfg.batch_size, train.size() % cfg.batch_size == 0 ? cfg.batch_size
+                                                                                           : train.size() % cfg.batch_size);
+    if (smallest < ranks)
+      throw std::invalid_argument(str("--batch-size: ", ranks, " ranks need at least ", ranks,
+                                      " examples in every batch, but a batch of ", cfg.batch_size, " over ",
+                                      train.size(), " training examples leaves a last batch of ", smallest));
+    // The same starting point everywhere: rank 0's parameters and buffers.
+    std::vector<Tensor> state_tensors;
+    for (const Variable& p : model->parameters()) state_tensors.push_back(p.value());
+    for (const auto& [n, t] : model->named_buffers()) state_tensors.push_back(t);
+    broadcast_tensors(state_tensors, *peers);
+  }
+  GradientSync sync;
   // A checkpoint is written at the end of an epoch, so its step count is a whole number of
   // epochs of this data and batch size.
   if (!run.resume.empty() && state.step != state.epoch * per_epoch)  // epoch <= 10^6, per_epoch <= 2^31
     throw std::runtime_error(str(run.resume, ": /: expected step = epoch x ", per_epoch, " steps per epoch = ",
                                  state.epoch * per_epoch, ", found step ", state.step, " at epoch ", state.epoch));
-  ProgressBar progress(run.quiet);
+  ProgressBar progress(run.quiet || !root);
   if (grid) progress.line(str("weights on a ", grid->bits(), "-bit fixed-point grid ", grid->describe()));
-  EpochLog log(run.log, !run.resume.empty());
+  EpochLog log(root ? run.log : std::string(), !run.resume.empty());
   std::vector<EpochRecord> records;
 
   const int64_t last = run.stop_after > 0 ? std::min(cfg.epochs, state.epoch + run.stop_after) : cfg.epochs;
@@ -276,10 +316,14 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
       if (cfg.grad_l1 > 0)
         for (const auto& [n, t] : model->named_buffers()) buffers_before.push_back(t.clone());
       Variable logits, loss, objective;
+      // With peers, this shard's share of the global batch's loss: its mean weighted by
+      // shard / batch, so the gradients summed over the ranks are the global batch's.
+      ReplicaScope scope(peers);
       auto forward = [&] {
         logits = (*model)(Variable(b.images));
         loss = cross_entropy(logits, b.labels);
         if (cfg.kure > 0) objective = loss + kure_penalty(weights, float(cfg.kure));
+        if (peers) objective = (objective.defined() ? objective : loss) * (float(b.size()) / float(b.global_size));
       };
       try {
         forward();
@@ -287,7 +331,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
         throw AnomalyError(str("anomaly at ", where, ", forward: ", e.what(), "; stopped. ", stop_note));
       }
       const float lv = loss.item();
-      const float ov = objective.defined() ? objective.item() : lv;
+      const float ov = cfg.kure > 0 ? objective.item() : lv;
       if (!std::isfinite(lv) || !std::isfinite(ov)) throw std::runtime_error(str("loss became ", lv, " at ", where, "; stopped. ", stop_note));
       try {
         (objective.defined() ? objective : loss).backward();
@@ -308,6 +352,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
         for (size_t i = 0; i < handles.size(); ++i) handles[i].second.copy_from(buffers_after[i]);
         logits = first_logits;
       }
+      if (peers) sum_gradients(params, *peers, sync);
       if (reg) reg->add_gradient(weights);
       const float gn = clip_grad_norm(params, cfg.clip_grad_norm > 0 ? float(cfg.clip_grad_norm)
                                                                      : std::numeric_limits<float>::infinity());
@@ -324,6 +369,11 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
       seen += b.size();
       progress.update(batch_index, seen, loss_sum / double(seen), double(correct) / double(seen));
     }
+    if (peers) {  // the epoch's statistics over the global batches
+      double totals[3] = {loss_sum, double(correct), double(seen)};
+      peers->sum(totals);
+      loss_sum = totals[0], correct = int64_t(totals[1]), seen = int64_t(totals[2]);
+    }
     const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     EpochRecord r;
@@ -333,14 +383,8 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
     r.train_loss = loss_sum / double(seen);
     r.train_acc = double(correct) / double(seen);
     r.grad_norm = norm_sum / double(std::max<int64_t>(1, batch_index));
-    const EvalResult te = evaluate(*model, test, norm, eval_batch);
-    r.test_loss = te.loss;
-    r.test_acc = te.accuracy;
-    if (!val.empty()) {
-      const EvalResult ve = evaluate(*model, val, norm, eval_batch);
-      r.val_loss = ve.loss;
-      r.val_acc = ve.accuracy;
-    }
+    std::tie(r.test_loss, r.test_acc) = evaluate_over(*model, test, norm, eval_batch, peers);
+    if (!val.empty()) std::tie(r.val_loss, r.val_acc) = evaluate_over(*model, val, norm, eval_batch, peers);
     r.data_bits = r.train_loss * double(train.size()) / std::log(2.0);
     r.model_bits = prior_bits(cfg, weights, train.size());
     r.seconds = train_seconds;
@@ -348,7 +392,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
 
     state.epoch = epoch + 1;
     state.rng_state = rng.state();
-    save_checkpoint(run.out, cfg, input_shape, *model, opt.get(), state);
+    if (root) save_checkpoint(run.out, cfg, input_shape, *model, opt.get(), state);
     saved_epoch = state.epoch;
     log.write(r);
     records.push_back(r);

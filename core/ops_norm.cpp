@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
 #include "core/check.h"
 #include "core/lane_sum.h"
 #include "core/parallel.h"
+#include "core/replicas.h"
 
 namespace crayon {
 
@@ -21,42 +23,63 @@ Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& be
   check_same_shape("batch_norm beta", cs, beta.shape());
   check_same_shape("batch_norm running_mean", cs, running_mean.shape());
   check_same_shape("batch_norm running_var", cs, running_var.shape());
-  const int64_t N = B * S;  // values per channel
-  if (training && N < 2)
+  // Values per channel: this shard's, and the global batch's when replicas share the step
+  // (core/replicas.h: their partial sums are added before each use).
+  Replicas* const rep = training ? active_replicas() : nullptr;
+  const int64_t N = B * S;
+  double total = double(N);
+  if (rep) {
+    std::span<double> t(&total, 1);
+    rep->sum(t);
+  }
+  if (training && total < 2)
     throw std::invalid_argument(str("batch_norm: training needs more than one value per channel, got input ",
                                     shape_str(x.shape())));
 
   // Channels are independent: threads split them for the statistics, and the batch's planes
   // for the elementwise passes. Each channel's sums run in the same order for any split.
+  // Training takes two passes: the mean, then the squared deviations from it.
   const float* px = x.value().data();
   Tensor mean = Tensor::empty(cs), invstd = Tensor::empty(cs);
   float *pm = mean.data(), *pis = invstd.data(), *prm = running_mean.data(), *prv = running_var.data();
-  parallel_for(C, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      double m, v;
-      if (training) {
-        double s = 0, s2 = 0;
+  if (training) {
+    std::vector<double> s(static_cast<size_t>(C)), s2(static_cast<size_t>(C));
+    parallel_for(C, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        double a = 0;
         for (int64_t b = 0; b < B; ++b) {
           const float* p = px + (b * C + c) * S;
-          s += lane_sum(S, [p](int64_t j) { return p[j]; });
+          a += lane_sum(S, [p](int64_t j) { return p[j]; });
         }
-        m = s / double(N);
-        const float mf = float(m);
-        for (int64_t b = 0; b < B; ++b) {
-          const float* p = px + (b * C + c) * S;
-          s2 += lane_sum(S, [p, mf](int64_t j) { return (p[j] - mf) * (p[j] - mf); });
-        }
-        v = s2 / double(N);
-        prm[c] = float((1 - momentum) * prm[c] + momentum * m);
-        prv[c] = float((1 - momentum) * prv[c] + momentum * v * double(N) / double(N - 1));
-      } else {
-        m = prm[c];
-        v = prv[c];
+        s[size_t(c)] = a;
       }
-      pm[c] = float(m);
+    });
+    if (rep) rep->sum(s);
+    for (int64_t c = 0; c < C; ++c) pm[c] = float(s[size_t(c)] / total);
+    parallel_for(C, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const float mf = pm[c];
+        double a = 0;
+        for (int64_t b = 0; b < B; ++b) {
+          const float* p = px + (b * C + c) * S;
+          a += lane_sum(S, [p, mf](int64_t j) { return (p[j] - mf) * (p[j] - mf); });
+        }
+        s2[size_t(c)] = a;
+      }
+    });
+    if (rep) rep->sum(s2);
+    for (int64_t c = 0; c < C; ++c) {
+      const double m = s[size_t(c)] / total, v = s2[size_t(c)] / total;
+      prm[c] = float((1 - momentum) * prm[c] + momentum * m);
+      prv[c] = float((1 - momentum) * prv[c] + momentum * v * total / (total - 1));
       pis[c] = float(1.0 / std::sqrt(v + eps));
     }
-  });
+  } else {
+    for (int64_t c = 0; c < C; ++c) {
+      pm[c] = prm[c];
+      pis[c] = float(1.0 / std::sqrt(double(prv[c]) + eps));
+    }
+  }
 
   // xhat = (x - mean) * invstd is recomputed in backward from x, not stored.
   Tensor y = Tensor::empty(x.shape());
@@ -98,6 +121,12 @@ Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& be
       for (int64_t c = 0; c < C; ++c) g[c] = bt * g[c] + float(sdy[size_t(c)]);
     }
     if (!in[0].requires_grad()) return;
+    // With replicas, dx needs the global batch's sums (the parameters' gradients above stay
+    // this shard's: they are summed with every other gradient after backward).
+    if (rep) {
+      rep->sum(sdy);
+      rep->sum(sdyx);
+    }
     // Training: dx = gamma*invstd/N * (N*dy - sum(dy) - xhat*sum(dy*xhat)) (mean and
     // variance depend on x). Eval: the statistics are constants, dx = gamma*invstd*dy.
     float* dx = in[0].grad_accumulator(&bt).data();
@@ -106,7 +135,7 @@ Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& be
       for (int64_t bc = p0; bc < p1; ++bc) {
         const int64_t c = bc % C;
         const float m = pm[c], is = pis[c], k = gm[c] * is;
-        const float mdy = float(sdy[size_t(c)] / double(N)), mdyx = float(sdyx[size_t(c)] / double(N));
+        const float mdy = float(sdy[size_t(c)] / total), mdyx = float(sdyx[size_t(c)] / total);
         const float *d = pd + bc * S, *xr = px + bc * S;
         float* o = dx + bc * S;
         if (!training)

@@ -50,6 +50,9 @@ DataLoader::DataLoader(const Dataset& data, LoaderOptions options)
     throw std::invalid_argument(str("DataLoader: expected batch_size >= 1, got ", opt_.batch_size));
   if (opt_.crop_padding < 0)
     throw std::invalid_argument(str("DataLoader: expected crop_padding >= 0, got ", opt_.crop_padding));
+  if (opt_.shards < 1 || opt_.shard < 0 || opt_.shard >= opt_.shards)
+    throw std::invalid_argument(str("DataLoader: expected shard in [0, shards), got shard ", opt_.shard, " of ",
+                                    opt_.shards));
   try {
     lut_ = pixel_table(opt_.norm, C);
   } catch (const std::invalid_argument& e) {
@@ -108,20 +111,22 @@ void DataLoader::fill_example(int64_t index, int64_t position, float* out) const
 
 bool DataLoader::next(Batch& batch) {
   const int64_t remaining = size() - cursor_;
-  const int64_t B = std::min(opt_.batch_size, remaining);
-  if (B <= 0 || (opt_.drop_last && B < opt_.batch_size)) return false;
+  const int64_t G = std::min(opt_.batch_size, remaining);
+  if (G <= 0 || (opt_.drop_last && G < opt_.batch_size)) return false;
+  const int64_t lo = G * opt_.shard / opt_.shards, hi = G * (opt_.shard + 1) / opt_.shards, B = hi - lo;
   const int64_t C = data_->channels(), H = data_->height(), W = data_->width();
   batch.images = Tensor::empty({B, C, H, W});
   batch.labels = Tensor::empty({B}, DType::i32);
-  batch.indices.assign(order_.begin() + cursor_, order_.begin() + cursor_ + B);
+  batch.indices.assign(order_.begin() + cursor_ + lo, order_.begin() + cursor_ + hi);
+  batch.global_size = G;
   float* x = batch.images.data();
   int32_t* y = batch.labels.data_as<int32_t>();
   for (int64_t b = 0; b < B; ++b) {
     const int64_t index = batch.indices[size_t(b)];
-    fill_example(index, cursor_ + b, x + b * C * H * W);
+    fill_example(index, cursor_ + lo + b, x + b * C * H * W);
     y[b] = data_->label(index);
   }
-  cursor_ += B;
+  cursor_ += G;
   return true;
 }
 

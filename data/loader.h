@@ -23,6 +23,7 @@ struct Batch {
   Tensor images;                 // float32 (B, C, H, W)
   Tensor labels;                 // int32 (B,)
   std::vector<int64_t> indices;  // the B dataset indices, in batch order
+  int64_t global_size = 0;       // the whole batch's size: size(), unless the loader is sharded
   int64_t size() const { return int64_t(indices.size()); }
 };
 
@@ -43,6 +44,11 @@ struct LoaderOptions {
   int64_t crop_padding = 4;
   ChannelStats norm{};  // empty mean/std: no normalization (mean 0, std 1)
   bool drop_last = false;
+  // Data-parallel sharding: every batch is cut into `shards` near-equal parts, positions
+  // [G * shard / shards, G * (shard + 1) / shards) of a batch of G, and this loader yields
+  // part `shard` alone, with the order and augmentation the whole batch has, so the global
+  // batch is the same for any number of shards.
+  int shard = 0, shards = 1;
 };
 
 

@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "core/parse.h"
+#include "core/replicas.h"
 #include "quant/error.h"
 
 namespace crayon {
@@ -71,7 +72,12 @@ void Observer::require_observed() const {
 // ---------------------------------------------------------------- min-max
 
 void MinMaxObserver::observe(const Tensor& x) {
-  const Ranges batch = tensor_ranges(x, spec_.axis);  // validates axis and finiteness
+  Ranges batch = tensor_ranges(x, spec_.axis);  // validates axis and finiteness
+  // Data-parallel replicas observe the global batch's range (core/replicas.h).
+  if (Replicas* r = active_replicas()) {
+    r->min(batch.min);
+    r->max(batch.max);
+  }
   if (observed_ && batch.min.size() != min_.size())
     throw std::invalid_argument(str(name(), " observer: ", batch.min.size(), " channels along axis ", spec_.axis,
                                     " of ", shape_str(x.shape()), ", but earlier batches had ", min_.size()));
@@ -133,6 +139,10 @@ ThresholdObserver::ThresholdObserver(const QuantSpec& spec, const char* who) : O
 }
 
 void ThresholdObserver::update_range(const Tensor& x) {
+  // A sample or histogram per replica would choose a different grid on each one.
+  if (Replicas* rep = active_replicas(); rep && rep->size() > 1)
+    throw std::invalid_argument(str(name(), " observer: its statistics are not combined across the ", rep->size(),
+                                    " data-parallel ranks; use the minmax or ema observer there"));
   const Ranges r = tensor_ranges(x, -1);
   min_ = observed_ ? std::min(min_, r.min[0]) : r.min[0];
   max_ = observed_ ? std::max(max_, r.max[0]) : r.max[0];

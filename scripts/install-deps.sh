@@ -4,6 +4,7 @@
 #   scripts/install-deps.sh            build + test dependencies
 #   scripts/install-deps.sh --bench    also PyTorch CPU and numpy (benchmarks' peer)
 #   scripts/install-deps.sh --fashion  also the Fashion-MNIST data set package
+#   scripts/install-deps.sh --mpi      also Open MPI (the -DCRAYON_MPI=ON build, scripts/build.sh --mpi)
 set -euo pipefail
 
 packages=(g++ cmake make pkg-config libopenblas-dev libhdf5-dev libboost-program-options-dev
@@ -17,7 +18,8 @@ for arg in "$@"; do
   case "$arg" in
     --bench) packages+=(python3-torch python3-numpy) ;;
     --fashion) packages+=(dataset-fashion-mnist) ;;
-    *) echo "install-deps.sh: unknown option '$arg' (expected --bench or --fashion)" >&2; exit 2 ;;
+    --mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
+    *) echo "install-deps.sh: unknown option '$arg' (expected --bench, --fashion or --mpi)" >&2; exit 2 ;;
   esac
 done
 

@@ -1,0 +1,62 @@
+#include "optim/data_parallel.h"
+
+#include <algorithm>
+#include <cstring>
+#include <span>
+
+namespace crayon {
+
+void sum_gradients(const std::vector<Variable>& params, Replicas& r, GradientSync& sync) {
+  // Which parameters have a gradient anywhere: one small reduction first.
+  std::vector<float> has(params.size());
+  for (size_t i = 0; i < params.size(); ++i) has[i] = params[i].has_grad() ? 1.f : 0.f;
+  r.sum(has);
+  std::vector<Tensor> grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (has[i] == 0.f) continue;
+    Variable p = params[i];
+    if (!p.has_grad()) p.add_fresh_grad(Tensor::zeros(p.shape()));
+    grads.push_back(p.grad());  // a handle: writing it writes the parameter's gradient
+  }
+  sync.floats_per_step = sync.buckets_per_step = 0;
+  std::vector<float> bucket;
+  // Gradients [first, last) as one bucket: packed, summed, unpacked.
+  auto flush = [&](size_t first, size_t last) {
+    if (first == last) return;
+    bucket.clear();
+    for (size_t i = first; i < last; ++i) bucket.insert(bucket.end(), grads[i].values().begin(), grads[i].values().end());
+    r.sum(bucket);
+    const float* src = bucket.data();
+    for (size_t i = first; i < last; ++i) {
+      std::span<float> g = grads[i].values();
+      std::memcpy(g.data(), src, g.size() * sizeof(float));
+      src += g.size();
+    }
+    sync.floats_per_step += int64_t(bucket.size());
+    ++sync.buckets_per_step;
+  };
+  size_t first = 0;
+  int64_t filled = 0;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const int64_t n = grads[i].numel();
+    if (i > first && filled + n > sync.bucket_floats) {
+      flush(first, i);
+      first = i;
+      filled = 0;
+    }
+    filled += n;
+  }
+  flush(first, grads.size());
+}
+
+void broadcast_tensors(std::vector<Tensor> tensors, Replicas& r, int root) {
+  for (Tensor& t : tensors) {
+    if (t.numel() == 0) continue;
+    std::byte* p = t.dtype() == DType::f32   ? reinterpret_cast<std::byte*>(t.data())
+                   : t.dtype() == DType::i32 ? reinterpret_cast<std::byte*>(t.data_as<int32_t>())
+                                             : reinterpret_cast<std::byte*>(t.data_as<int8_t>());
+    r.broadcast({p, t.nbytes()}, root);
+  }
+}
+
+}  // namespace crayon
