@@ -279,6 +279,13 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   ProgressBar progress(run.quiet || !root);
   if (grid) progress.line(str("weights on a ", grid->bits(), "-bit fixed-point grid ", grid->describe()));
   EpochLog log(root ? run.log : std::string(), !run.resume.empty());
+  if (peers) {
+    int64_t floats = 0;
+    for (const Variable& p : params) floats += p.numel();
+    progress.line(str("data-parallel over ", ranks, " ranks: every batch of ", cfg.batch_size, " split ", ranks,
+                      " ways; ", floats, " gradient floats (", fixed(double(floats) * 4 / 1e6, 2),
+                      " MB) summed per step"));
+  }
   std::vector<EpochRecord> records;
 
   const int64_t last = run.stop_after > 0 ? std::min(cfg.epochs, state.epoch + run.stop_after) : cfg.epochs;
@@ -401,7 +408,10 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
                       "  test loss ", fixed4(r.test_loss), "  test acc ", pct(r.test_acc),
                       (is_quantized(*model) ? str(" (", grid_name(qat), ")") : std::string()), "  bits: data ",
                       int64_t(r.data_bits), " + model ", int64_t(r.model_bits), "  ", int64_t(r.images_per_s),
-                      " img/s  ", fixed1(train_seconds), "s"));
+                      " img/s  ", fixed1(train_seconds), "s",
+                      peers ? str("  (summing gradients ", fixed1(1e3 * sync.seconds / double(batch_index)), " ms/step)")
+                            : std::string()));
+    sync.seconds = 0;
   }
   return records;
 }

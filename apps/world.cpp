@@ -120,7 +120,9 @@ void World::distribute(int64_t n, const std::function<std::string(int64_t)>& wor
       MPI_Irecv(&i, 1, MPI_INT64_T, 0, kItem, MPI_COMM_WORLD, &req);
       wait_quietly(req);
       if (i < 0) break;
-      message = "R" + work(i);
+      const std::string result = work(i);
+      message.assign(1, 'R');
+      message.append(result);
     }
     barrier();  // no rank asks for the next phase's items before rank 0 is there
     return;
@@ -154,7 +156,7 @@ void World::distribute(int64_t n, const std::function<std::string(int64_t)>& wor
         MPI_Get_count(&st, MPI_CHAR, &len);
         std::string message(size_t(len), '\0');
         MPI_Recv(message.data(), len, MPI_CHAR, st.MPI_SOURCE, kAsk, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        if (!message.empty() && message[0] == 'R') deliver(message.substr(1));
+        if (!message.empty() && message[0] == 'R') deliver(std::string(message.begin() + 1, message.end()));
         int64_t i = next++;
         if (i >= n) i = -1, --asking;
         MPI_Send(&i, 1, MPI_INT64_T, st.MPI_SOURCE, kItem, MPI_COMM_WORLD);

@@ -3,7 +3,7 @@
 namespace crayon {
 
 namespace {
-Replicas* g_active = nullptr;  // set and read by the thread that runs the step
+thread_local Replicas* g_active = nullptr;  // per thread: the thread that runs the step sets and reads it
 }  // namespace
 
 Replicas* active_replicas() { return g_active; }

@@ -33,7 +33,8 @@ class Replicas {
   virtual void broadcast(std::span<std::byte> bytes, int root) = 0;
 };
 
-// The replicas of the step being computed, or nullptr when alone (or outside a step).
+// The replicas of the step this thread computes, or nullptr when alone (or outside a step).
+// Per thread: ops ask on the thread that calls them, not inside their parallel loops.
 Replicas* active_replicas();
 
 // Makes r the active replicas for its lifetime (nullptr: none); restores the previous.

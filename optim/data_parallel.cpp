@@ -1,12 +1,14 @@
 #include "optim/data_parallel.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <span>
 
 namespace crayon {
 
 void sum_gradients(const std::vector<Variable>& params, Replicas& r, GradientSync& sync) {
+  const auto t0 = std::chrono::steady_clock::now();
   // Which parameters have a gradient anywhere: one small reduction first.
   std::vector<float> has(params.size());
   for (size_t i = 0; i < params.size(); ++i) has[i] = params[i].has_grad() ? 1.f : 0.f;
@@ -47,6 +49,7 @@ void sum_gradients(const std::vector<Variable>& params, Replicas& r, GradientSyn
     filled += n;
   }
   flush(first, grads.size());
+  sync.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 void broadcast_tensors(std::vector<Tensor> tensors, Replicas& r, int root) {

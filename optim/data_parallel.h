@@ -23,6 +23,7 @@ struct GradientSync {
   int64_t bucket_floats = int64_t(1) << 20;  // 4 MiB buckets
   int64_t floats_per_step = 0;               // filled in by sum_gradients: what the last step sent
   int64_t buckets_per_step = 0;
+  double seconds = 0;  // added up over every call: the time spent summing (waiting for peers included)
 };
 
 // Sums every parameter's gradient over the replicas, in place. A parameter some replica

@@ -176,3 +176,39 @@ TEST_CASE("loader: an empty dataset yields no batches") {
   CHECK(loader.num_batches() == 0);
   CHECK_FALSE(loader.next(b));
 }
+
+TEST_CASE("loader: 3 shards of every batch put together are the whole batch, augmentation included") {
+  const Dataset d = make_dataset(25, 1, 6, 6);
+  const LoaderOptions whole_opt{.batch_size = 10, .shuffle = true, .seed = 3, .augment = true, .crop_padding = 2};
+  DataLoader whole(d, whole_opt);
+  std::vector<DataLoader> shards;
+  for (int s = 0; s < 3; ++s) {
+    LoaderOptions o = whole_opt;
+    o.shard = s, o.shards = 3;
+    shards.emplace_back(d, o);
+  }
+  for (int64_t epoch : {0, 1}) {
+    whole.start_epoch(epoch);
+    for (DataLoader& s : shards) s.start_epoch(epoch);
+    int64_t batches = 0;
+    for (Batch b; whole.next(b); ++batches) {
+      std::vector<int64_t> indices;
+      std::vector<float> pixels;
+      for (DataLoader& s : shards) {
+        Batch p;
+        REQUIRE(s.next(p));
+        CHECK(p.global_size == b.size());
+        CHECK(p.size() >= b.size() / 3);
+        indices.insert(indices.end(), p.indices.begin(), p.indices.end());
+        pixels.insert(pixels.end(), p.images.values().begin(), p.images.values().end());
+      }
+      CHECK(indices == b.indices);
+      CHECK(pixels == std::vector<float>(b.images.values().begin(), b.images.values().end()));
+    }
+    CHECK(batches == 3);  // 10 + 10 + 5: the last shards hold 1, 2 and 2
+    Batch none;
+    for (DataLoader& s : shards) CHECK_FALSE(s.next(none));
+  }
+  CHECK_THROWS_WITH_AS(DataLoader(d, LoaderOptions{.shard = 3, .shards = 3}),
+                       "DataLoader: expected shard in [0, shards), got shard 3 of 3", std::invalid_argument);
+}

@@ -14,6 +14,7 @@
 #include "quant/fake_quant.h"
 #include "quant/observer.h"
 #include "tests/support/tensors.h"
+#include "tests/support/thread_replicas.h"
 
 using namespace crayon;
 
@@ -434,5 +435,40 @@ TEST_CASE("observers: an all-zero tensor gives a usable grid that keeps 0 exact"
     const QParams qp = o->qparams();
     CHECK(qp.scale[0] == 1.f);
     CHECK(fake_quant_values(Tensor::zeros({2}), qp, make_spec(8, false)).data()[0] == 0.f);
+  }
+}
+
+TEST_CASE("observers over data-parallel replicas: minmax and ema see the global batch's range, the others refuse") {
+  // Two replicas (threads) observe halves of each batch; a single observer sees the whole.
+  const std::vector<std::vector<float>> batches{{-1.f, 4.f, 0.5f, -2.f}, {3.f, -0.25f, 6.f, 1.f}, {-7.f, 2.f, 0.f, 1.f}};
+  for (const char* name : {"minmax", "ema"}) {
+    CAPTURE(name);
+    auto whole = make_observer(name, make_spec(8, false));
+    for (const auto& b : batches) whole->observe(Tensor::from({4}, b));
+    std::vector<QParams> got(2);
+    test::ThreadReplicas replicas(2);
+    replicas.run([&](Replicas&, int r) {
+      auto obs = make_observer(name, make_spec(8, false));
+      for (const auto& b : batches) obs->observe(Tensor::from({2}, {b[size_t(2 * r)], b[size_t(2 * r + 1)]}));
+      got[size_t(r)] = obs->qparams();
+    });
+    for (const QParams& q : got) {
+      CHECK(q.scale == whole->qparams().scale);
+      CHECK(q.zero_point == whole->qparams().zero_point);
+    }
+  }
+  for (const char* name : {"percentile", "mse", "kl"}) {
+    CAPTURE(name);
+    std::vector<std::string> errors(2);
+    test::ThreadReplicas replicas(2);
+    replicas.run([&](Replicas&, int r) {
+      auto obs = make_observer(name, make_spec(8, true));
+      try {
+        obs->observe(Tensor::from({2}, {1.f, float(r)}));
+      } catch (const std::invalid_argument& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+    for (const std::string& e : errors) CHECK(e.find("not combined across the 2 data-parallel ranks") != std::string::npos);
   }
 }
