@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "apps/cli.h"
@@ -106,7 +105,7 @@ int cmd_sweep(int argc, char** argv) {
     if (o.jobs != 1)
       throw UsageError(str("--jobs: under mpirun every rank is one job (", world().size(), " ranks), got --jobs ", o.jobs));
     if (vm["threads"].defaulted())
-      o.threads = std::max(1, int(std::thread::hardware_concurrency()) / world().local_size());
+      o.threads = world().default_threads();
   }
   if (o.jobs > o.threads) o.threads = o.jobs;  // at least one thread a job
   o.plots = !no_plots;

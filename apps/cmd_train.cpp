@@ -3,7 +3,6 @@
 #include <iostream>
 #include <algorithm>
 #include <set>
-#include <thread>
 
 #include "apps/cli.h"
 #include "apps/quant_flags.h"
@@ -114,7 +113,7 @@ int cmd_train(int argc, char** argv) {
     // mpirun: every rank trains its shard of each batch; the ranks of a machine share its cores.
     run.replicas = &world();
     if (vm["threads"].defaulted())
-      run.threads = std::max(1, int(std::thread::hardware_concurrency()) / world().local_size());
+      run.threads = world().default_threads();
   }
   run_training(run);
   return 0;

@@ -187,6 +187,12 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
   if (peers && cfg.grad_l1 > 0)
     throw std::invalid_argument(str("--grad-l1: not available in data-parallel training (", ranks,
                                     " ranks): its extra forward and backward passes are not synchronized"));
+  if (peers && !cfg.qat.empty()) {
+    const std::string obs = parse_qat_config(cfg.qat).observer;
+    if (obs != "minmax" && obs != "ema")
+      throw std::invalid_argument(str("--observer: ", obs, " is not synchronized across the ", ranks,
+                                      " data-parallel ranks; use minmax or ema"));
+  }
 
   Dataset train_all = limited(load_dataset(cfg.dataset, true, cfg.data_dir), cfg.train_limit);
   const Dataset test = limited(load_dataset(cfg.dataset, false, cfg.data_dir), cfg.test_limit);
@@ -325,7 +331,7 @@ std::vector<EpochRecord> run_training(const TrainRun& run) {
       Variable logits, loss, objective;
       // With peers, this shard's share of the global batch's loss: its mean weighted by
       // shard / batch, so the gradients summed over the ranks are the global batch's.
-      ReplicaScope scope(peers);
+      ReplicaScope scope(peers, {b.offset, b.size(), b.global_size});
       auto forward = [&] {
         logits = (*model)(Variable(b.images));
         loss = cross_entropy(logits, b.labels);

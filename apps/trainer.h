@@ -24,10 +24,11 @@ struct TrainRun {
   int64_t stop_after = 0;  // return after this many epochs of this call (0: run to the end);
                            // stands in for an interruption in tests
   // Data-parallel peers (apps/world.h, mpirun): every batch of config.batch_size is split
-  // over them, gradients summed after backward (optim/data_parallel.h), batch norm and the
-  // observers synchronized (core/replicas.h); rank 0 alone writes the checkpoint and the log
-  // and shows progress. nullptr or a size of 1: alone. The result is the same for any size up
-  // to float summation order, so a checkpoint resumes with any number of ranks.
+  // over them, gradients summed after backward (optim/data_parallel.h), batch norm, the
+  // observers and the per-element random draws synchronized (core/replicas.h); rank 0 alone
+  // writes the checkpoint and the log and shows progress. nullptr or a size of 1: alone. The
+  // result is the same for any size up to float summation order, so a checkpoint resumes
+  // with any number of ranks.
   Replicas* replicas = nullptr;
 };
 

@@ -1,5 +1,6 @@
 #include "apps/world.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -26,6 +27,27 @@ World& world() {
 
 std::string rank_label() { return world().mpi() ? str("(rank ", world().rank(), " of ", world().size(), ")") : ""; }
 
+int World::default_threads() const {
+  return std::max(1, int(std::thread::hardware_concurrency()) / std::max(1, local_size_));
+}
+
+void World::distribute(int64_t n, const std::function<std::string(int64_t)>& work,
+                       const std::function<void(const std::string&)>& deliver) {
+  if (!mpi()) {
+    for (int64_t i = 0; i < n; ++i) deliver(work(i));
+    return;
+  }
+  distribute_mpi(n, work, deliver);
+}
+
+void World::abort(int code) {
+  std::fflush(nullptr);
+#if CRAYON_MPI
+  if (mpi()) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+  std::exit(code);
+}
+
 #if CRAYON_MPI
 
 namespace {
@@ -37,6 +59,7 @@ bool launched_as_rank() {
 }
 
 bool g_started = false;
+MPI_Comm g_work = MPI_COMM_NULL;  // distribute()'s messages, apart from all other traffic
 
 int count_of(size_t n) {
   if (n > size_t(INT_MAX)) throw std::length_error(str("MPI message of ", n, " elements (at most ", INT_MAX, ")"));
@@ -60,6 +83,13 @@ WorldSession::WorldSession(int& argc, char**& argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   g_started = true;
+  // distribute() runs work on a second thread of rank 0 while the first makes the MPI calls.
+  if (provided < MPI_THREAD_FUNNELED) {
+    std::fprintf(stderr, "crayon: this MPI library provides thread level %d, crayon needs MPI_THREAD_FUNNELED (%d)\n",
+                 provided, MPI_THREAD_FUNNELED);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Comm_dup(MPI_COMM_WORLD, &g_work);
   World& w = world();
   MPI_Comm_rank(MPI_COMM_WORLD, &w.rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &w.size_);
@@ -70,7 +100,9 @@ WorldSession::WorldSession(int& argc, char**& argv) {
 }
 
 WorldSession::~WorldSession() {
-  if (g_started) MPI_Finalize();
+  if (!g_started) return;
+  MPI_Comm_free(&g_work);
+  MPI_Finalize();
 }
 
 void World::sum(std::span<double> v) {
@@ -96,28 +128,18 @@ void World::barrier() {
   wait_quietly(req);
 }
 
-void World::abort(int code) {
-  std::fflush(nullptr);
-  if (mpi()) MPI_Abort(MPI_COMM_WORLD, code);
-  std::exit(code);
-}
-
-void World::distribute(int64_t n, const std::function<std::string(int64_t)>& work,
-                       const std::function<void(const std::string&)>& deliver) {
-  if (!mpi()) {
-    for (int64_t i = 0; i < n; ++i) deliver(work(i));
-    return;
-  }
+void World::distribute_mpi(int64_t n, const std::function<std::string(int64_t)>& work,
+                           const std::function<void(const std::string&)>& deliver) {
   // Rank r != 0 sends kAsk ("F" first, then "R" + the result of its last item) and gets back
   // the next item (kItem: an int64, -1 when none is left).
-  constexpr int kAsk = 7001, kItem = 7002;
+  constexpr int kAsk = 1, kItem = 2;
   if (!is_root()) {
     std::string message = "F";
     while (true) {
-      MPI_Send(message.data(), count_of(message.size()), MPI_CHAR, 0, kAsk, MPI_COMM_WORLD);
+      MPI_Send(message.data(), count_of(message.size()), MPI_CHAR, 0, kAsk, g_work);
       int64_t i = -1;
       MPI_Request req;
-      MPI_Irecv(&i, 1, MPI_INT64_T, 0, kItem, MPI_COMM_WORLD, &req);
+      MPI_Irecv(&i, 1, MPI_INT64_T, 0, kItem, g_work, &req);
       wait_quietly(req);
       if (i < 0) break;
       const std::string result = work(i);
@@ -150,16 +172,16 @@ void World::distribute(int64_t n, const std::function<std::string(int64_t)>& wor
       bool idle = true;
       int flag = 0;
       MPI_Status st;
-      MPI_Iprobe(MPI_ANY_SOURCE, kAsk, MPI_COMM_WORLD, &flag, &st);
+      MPI_Iprobe(MPI_ANY_SOURCE, kAsk, g_work, &flag, &st);
       if (flag) {
         int len = 0;
         MPI_Get_count(&st, MPI_CHAR, &len);
         std::string message(size_t(len), '\0');
-        MPI_Recv(message.data(), len, MPI_CHAR, st.MPI_SOURCE, kAsk, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Recv(message.data(), len, MPI_CHAR, st.MPI_SOURCE, kAsk, g_work, MPI_STATUS_IGNORE);
         if (!message.empty() && message[0] == 'R') deliver(std::string(message.begin() + 1, message.end()));
         int64_t i = next++;
         if (i >= n) i = -1, --asking;
-        MPI_Send(&i, 1, MPI_INT64_T, st.MPI_SOURCE, kItem, MPI_COMM_WORLD);
+        MPI_Send(&i, 1, MPI_INT64_T, st.MPI_SOURCE, kItem, g_work);
         idle = false;
       }
       std::vector<std::string> mine;
@@ -171,10 +193,10 @@ void World::distribute(int64_t n, const std::function<std::string(int64_t)>& wor
       if (local_done && failure) std::rethrow_exception(failure);
       if (idle) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-  } catch (...) {
-    // The caller ends the job (main's handler aborts every rank); the worker goes with it.
-    worker.detach();
-    throw;
+  } catch (const std::exception& e) {
+    // The worker still uses this frame and the caller's: end the job here, not by unwinding.
+    std::fprintf(stderr, "crayon %s: %s\n", rank_label().c_str(), one_line(e.what()).c_str());
+    abort(1);
   }
   worker.join();
   if (failure) std::rethrow_exception(failure);
@@ -192,14 +214,8 @@ void World::min(std::span<float>) {}
 void World::max(std::span<float>) {}
 void World::broadcast(std::span<std::byte>, int) {}
 void World::barrier() {}
-void World::abort(int code) {
-  std::fflush(nullptr);
-  std::exit(code);
-}
-void World::distribute(int64_t n, const std::function<std::string(int64_t)>& work,
-                       const std::function<void(const std::string&)>& deliver) {
-  for (int64_t i = 0; i < n; ++i) deliver(work(i));
-}
+void World::distribute_mpi(int64_t, const std::function<std::string(int64_t)>&,
+                           const std::function<void(const std::string&)>&) {}
 
 #endif
 

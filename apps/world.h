@@ -22,6 +22,8 @@ class World final : public Replicas {
   int local_size() const { return local_size_; }  // ranks on this machine
   bool is_root() const { return rank_ == 0; }
   bool mpi() const { return size_ > 1; }
+  // Threads per rank unless --threads says otherwise: the machine's cores over its ranks.
+  int default_threads() const;
 
   void sum(std::span<double> v) override;
   void sum(std::span<float> v) override;
@@ -43,6 +45,8 @@ class World final : public Replicas {
 
  private:
   friend class WorldSession;
+  void distribute_mpi(int64_t n, const std::function<std::string(int64_t)>& work,
+                      const std::function<void(const std::string&)>& deliver);
   int rank_ = 0, size_ = 1, local_size_ = 1;
 };
 

@@ -27,23 +27,13 @@ Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& be
   // (core/replicas.h: their partial sums are added before each use).
   Replicas* const rep = training ? active_replicas() : nullptr;
   const int64_t N = B * S;
-  double total = double(N);
-  if (rep) {
-    std::span<double> t(&total, 1);
-    rep->sum(t);
-  }
-  if (training && total < 2)
-    throw std::invalid_argument(str("batch_norm: training needs more than one value per channel, got input ",
-                                    shape_str(x.shape())));
-
   // Channels are independent: threads split them for the statistics, and the batch's planes
   // for the elementwise passes. Each channel's sums run in the same order for any split.
-  // Training takes two passes: the mean, then the squared deviations from it.
+  // Per channel the sum of x, and last the count (with replicas: all reduced at once).
+  std::vector<double> s(static_cast<size_t>(C + 1)), s2(static_cast<size_t>(C));
+  s[size_t(C)] = double(N);
   const float* px = x.value().data();
-  Tensor mean = Tensor::empty(cs), invstd = Tensor::empty(cs);
-  float *pm = mean.data(), *pis = invstd.data(), *prm = running_mean.data(), *prv = running_var.data();
   if (training) {
-    std::vector<double> s(static_cast<size_t>(C)), s2(static_cast<size_t>(C));
     parallel_for(C, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         double a = 0;
@@ -55,6 +45,16 @@ Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& be
       }
     });
     if (rep) rep->sum(s);
+  }
+  const double total = s[size_t(C)];
+  if (training && total < 2)
+    throw std::invalid_argument(str("batch_norm: training needs more than one value per channel, got input ",
+                                    shape_str(x.shape())));
+
+  // Training takes two passes: the mean (above), then the squared deviations from it.
+  Tensor mean = Tensor::empty(cs), invstd = Tensor::empty(cs);
+  float *pm = mean.data(), *pis = invstd.data(), *prm = running_mean.data(), *prv = running_var.data();
+  if (training) {
     for (int64_t c = 0; c < C; ++c) pm[c] = float(s[size_t(c)] / total);
     parallel_for(C, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
@@ -99,8 +99,10 @@ Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& be
     const float* pd = dy.data();
     const float* px = in[0].value().data();
     const float *pm = mean.data(), *pis = invstd.data();
-    // Per channel: sum(dy) and sum(dy * xhat) give dbeta, dgamma and the batch-stat terms.
-    std::vector<double> sdy(size_t(C), 0.0), sdyx(size_t(C), 0.0);
+    // Per channel: sum(dy) and sum(dy * xhat) give dbeta, dgamma and the batch-stat terms
+    // (one vector: sdy = sums[c], sdyx = sums[C + c]).
+    std::vector<double> sums(size_t(2 * C), 0.0);
+    double *sdy = sums.data(), *sdyx = sums.data() + C;
     parallel_for(C, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         const float m = pm[c], is = pis[c];
@@ -123,10 +125,7 @@ Variable batch_norm(const Variable& x, const Variable& gamma, const Variable& be
     if (!in[0].requires_grad()) return;
     // With replicas, dx needs the global batch's sums (the parameters' gradients above stay
     // this shard's: they are summed with every other gradient after backward).
-    if (rep) {
-      rep->sum(sdy);
-      rep->sum(sdyx);
-    }
+    if (rep) rep->sum(sums);
     // Training: dx = gamma*invstd/N * (N*dy - sum(dy) - xhat*sum(dy*xhat)) (mean and
     // variance depend on x). Eval: the statistics are constants, dx = gamma*invstd*dy.
     float* dx = in[0].grad_accumulator(&bt).data();

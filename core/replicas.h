@@ -9,6 +9,10 @@
 //                            SyncBatchNorm)
 //   fake-quant observers     the batch's min and max (minmax, ema), so every replica
 //                            quantizes with the same scales
+// Random draws per element (dropout masks, stochastic rounding of activations) are made for
+// the whole global batch by every replica, each keeping its own rows' (BatchShard below), so
+// they too are what one process draws.
+//
 // The transport (MPI) lives in apps/world.h; core only sees this interface. Reductions are
 // collective: every replica makes the same calls in the same order, which holds because
 // each runs the same graph. Outside a ReplicaScope (evaluation, a single process) nothing is
@@ -16,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 namespace crayon {
 
@@ -33,20 +38,39 @@ class Replicas {
   virtual void broadcast(std::span<std::byte> bytes, int root) = 0;
 };
 
+// This replica's rows of the step's global batch: [begin, begin + rows) of `global`.
+struct BatchShard {
+  int64_t begin = 0, rows = 0, global = 0;  // global == 0: no shard (alone)
+};
+
 // The replicas of the step this thread computes, or nullptr when alone (or outside a step).
 // Per thread: ops ask on the thread that calls them, not inside their parallel loops.
 Replicas* active_replicas();
 
-// Makes r the active replicas for its lifetime (nullptr: none); restores the previous.
+// The shard of the active step ({} when alone).
+BatchShard active_shard();
+
+// For a module that draws one random number per element of a batch tensor of this shape
+// (rows first): how many draws of the global batch come before this shard's rows and after
+// them, to be skipped so the generator draws and ends as one process's would. Zero alone,
+// and for a tensor that is not the step's shard (its rows != the shard's rows).
+struct ShardDraws {
+  uint64_t before = 0, after = 0;
+};
+ShardDraws shard_draws(const std::vector<int64_t>& shape);
+
+// Makes r (with this replica's shard of the batch) the active replicas for its lifetime
+// (nullptr: none); restores the previous.
 class ReplicaScope {
  public:
-  explicit ReplicaScope(Replicas* r);
+  explicit ReplicaScope(Replicas* r, BatchShard shard = {});
   ~ReplicaScope();
   ReplicaScope(const ReplicaScope&) = delete;
   ReplicaScope& operator=(const ReplicaScope&) = delete;
 
  private:
   Replicas* previous_;
+  BatchShard previous_shard_;
 };
 
 }  // namespace crayon

@@ -32,6 +32,10 @@ uint64_t Rng::next_u64() {
 
 float Rng::uniform() { return float(next_u64() >> 40) * 0x1.0p-24f; }
 
+void Rng::discard(uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i) next_u64();
+}
+
 float Rng::uniform(float lo, float hi) { return lo + (hi - lo) * uniform(); }
 
 float Rng::normal() {

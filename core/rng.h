@@ -17,6 +17,7 @@ class Rng {
   float uniform(float lo, float hi);      // [lo, hi)
   float normal();                         // N(0, 1)
   uint64_t below(uint64_t n);             // uniform integer in [0, n), unbiased
+  void discard(uint64_t n);               // skips n draws of next_u64 (n uniform() draws)
   std::array<uint64_t, 4> state() const { return s_; }
   void set_state(const std::array<uint64_t, 4>& s) { s_ = s; }
 

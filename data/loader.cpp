@@ -119,6 +119,7 @@ bool DataLoader::next(Batch& batch) {
   batch.labels = Tensor::empty({B}, DType::i32);
   batch.indices.assign(order_.begin() + cursor_ + lo, order_.begin() + cursor_ + hi);
   batch.global_size = G;
+  batch.offset = lo;
   float* x = batch.images.data();
   int32_t* y = batch.labels.data_as<int32_t>();
   for (int64_t b = 0; b < B; ++b) {

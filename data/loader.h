@@ -24,6 +24,7 @@ struct Batch {
   Tensor labels;                 // int32 (B,)
   std::vector<int64_t> indices;  // the B dataset indices, in batch order
   int64_t global_size = 0;       // the whole batch's size: size(), unless the loader is sharded
+  int64_t offset = 0;            // the position of this shard's first example in the whole batch
   int64_t size() const { return int64_t(indices.size()); }
 };
 

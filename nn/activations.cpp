@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/replicas.h"
 
 namespace crayon {
 
@@ -23,7 +24,11 @@ Variable Dropout::forward(const Variable& x) {
   std::memcpy(s.data(), state.data_as<int32_t>(), sizeof(s));
   Rng rng;
   rng.set_state(s);
+  // One draw per element; a data-parallel replica draws for the whole batch (core/replicas.h).
+  const ShardDraws skip = shard_draws(x.shape());
+  rng.discard(skip.before);
   Variable y = dropout(x, p_, true, rng);
+  rng.discard(skip.after);
   s = rng.state();
   std::memcpy(state.data_as<int32_t>(), s.data(), sizeof(s));
   return y;

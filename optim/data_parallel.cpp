@@ -9,17 +9,10 @@ namespace crayon {
 
 void sum_gradients(const std::vector<Variable>& params, Replicas& r, GradientSync& sync) {
   const auto t0 = std::chrono::steady_clock::now();
-  // Which parameters have a gradient anywhere: one small reduction first.
-  std::vector<float> has(params.size());
-  for (size_t i = 0; i < params.size(); ++i) has[i] = params[i].has_grad() ? 1.f : 0.f;
-  r.sum(has);
+  // Every replica runs the same graph, so the same parameters have gradients everywhere.
   std::vector<Tensor> grads;
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (has[i] == 0.f) continue;
-    Variable p = params[i];
-    if (!p.has_grad()) p.add_fresh_grad(Tensor::zeros(p.shape()));
-    grads.push_back(p.grad());  // a handle: writing it writes the parameter's gradient
-  }
+  for (const Variable& p : params)
+    if (p.has_grad()) grads.push_back(p.grad());  // a handle: writing it writes the parameter's gradient
   sync.floats_per_step = sync.buckets_per_step = 0;
   std::vector<float> bucket;
   // Gradients [first, last) as one bucket: packed, summed, unpacked.

@@ -25,9 +25,8 @@ struct GradientSync {
   double seconds = 0;  // added up over every call: the time spent summing (waiting for peers included)
 };
 
-// Sums every parameter's gradient over the replicas, in place. A parameter some replica
-// has a gradient for gets one on all of them (zeros where it had none); one no replica has
-// a gradient for keeps none, as it would in a single process.
+// Sums every parameter's gradient over the replicas, in place. Parameters without a gradient
+// are skipped: every replica runs the same graph, so they are the same ones everywhere.
 void sum_gradients(const std::vector<Variable>& params, Replicas& r, GradientSync& sync);
 
 // Replica root's tensors (any dtype) copied into every replica's, which must have the same

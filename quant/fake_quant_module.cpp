@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/replicas.h"
 
 namespace crayon {
 
@@ -177,7 +178,11 @@ Variable FakeQuant::forward(const Variable& x) {
   Tensor words = buffer(kRng);
   Rng rng;
   rng.set_state({read_u64(words, 0), read_u64(words, 1), read_u64(words, 2), read_u64(words, 3)});
+  // One draw per element; a data-parallel replica draws for the whole batch (core/replicas.h).
+  const ShardDraws skip = shard_draws(x.shape());
+  rng.discard(skip.before);
   Variable y = fake_quant(x, qp, s, ste_, &rng);
+  rng.discard(skip.after);
   const auto st = rng.state();
   for (size_t i = 0; i < 4; ++i) write_u64(words, i, st[i]);
   return y;

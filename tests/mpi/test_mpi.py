@@ -81,10 +81,23 @@ CONV_BN = "conv(8,3,pad=1)-bn-relu-maxpool(2)-conv(16,3,pad=1)-bn-relu-maxpool(2
 
 with tempfile.TemporaryDirectory() as tmp:
     if CASE == "float":
-        # 300 steps of SGD with momentum (6400 images, batches of 64, 3 epochs). Measured:
-        # 3e-7 on the AMD EPYC this was written on; a rank that skipped the gradient sum, or
-        # weighted its shard wrongly, is off by 1e-2 and more.
-        same_both_ways(tmp, "mlp", 6400, 64, 3, 0.05, 1e-5, "mlp, 300 steps, 2 ranks vs 1")
+        # 306 steps of SGD with momentum (6467 images, batches of 64, 3 epochs; each epoch's
+        # last batch of 3 splits 1 + 2, so a rank's share must be weighted by its size).
+        # Measured: 1.4e-7 on the AMD EPYC this was written on; a rank that skipped the
+        # gradient sum, or weighted its shard 1/2, is off by 1e-2 and more. (Not every data
+        # size is this tame: with 6403 images at this rate one process on 1 and on 2 threads
+        # already part by 2e-2 within an epoch, float summation order alone.)
+        same_both_ways(tmp, "mlp", 6467, 64, 3, 0.05, 1e-5, "mlp, 306 steps, 2 ranks vs 1")
+    elif CASE == "dropout":
+        # Random draws per element: every rank draws the whole batch's dropout mask and
+        # stochastic roundings and keeps its rows, so they are one process's draws.
+        same_both_ways(tmp, "flatten-linear(128)-relu-dropout(0.3)-linear(10)", 6400, 64, 3, 0.05, 1e-5,
+                       "mlp with dropout, 300 steps, 2 ranks vs 1")
+        # Stochastic rounding: one step, exact to 1e-8 (a rank drawing other numbers is off by
+        # a grid step). After it the roundings of values that differ in their last bit flip
+        # (one process on 1 and on 2 threads differs by 2e-3 after 3 steps).
+        same_both_ways(tmp, "mlp", 64, 64, 1, 0.05, 1e-6, "mlp QAT with stochastic rounding, 1 step, 2 ranks vs 1",
+                       ["--qat", "--qat-warmup", "10", "--rounding", "stochastic"])
     elif CASE == "batchnorm":
         # Synchronized batch norm: 200 steps of a conv net with two batch norms; the running
         # statistics are compared too. Per-rank statistics would differ by 1e-2 after one step.
@@ -116,6 +129,8 @@ with tempfile.TemporaryDirectory() as tmp:
             out = {}
             for line in open(os.path.join(d, "results.jsonl")):
                 key = line.split('"key": "')[1].split('"')[0]
+                if key in out:
+                    sys.exit(f"FAIL: {d}/results.jsonl holds {key} twice")
                 out[key] = line.split(', "seconds"')[0]
             return out
         one, two = os.path.join(tmp, "one"), os.path.join(tmp, "two")
@@ -184,6 +199,12 @@ with tempfile.TemporaryDirectory() as tmp:
         print(f"exit {p.returncode} after {time.time() - t0:.1f} s: {p.stderr.strip().splitlines()[0]}")
         if p.returncode == 0 or "--batch-size" not in p.stderr or "(rank " not in p.stderr:
             sys.exit(f"FAIL: expected a non-zero exit and a line naming --batch-size and the rank:\n{p.stderr}")
+        # Settings that cannot be synchronized are refused before training starts.
+        p = run(["train", "--data-dir", DATA, "--train-limit", "256", "--qat", "--observer", "kl", "-q"], ranks=2,
+                check=False, timeout=60)
+        print(f"--observer kl on 2 ranks: exit {p.returncode}: {p.stderr.strip().splitlines()[0]}")
+        if p.returncode == 0 or "--observer: kl is not synchronized" not in p.stderr:
+            sys.exit(f"FAIL: expected 2 ranks to refuse the kl observer:\n{p.stderr}")
         # An error that depends on the rank count: 4 ranks cannot split a last batch of 2.
         p = subprocess.run(["mpirun", "--oversubscribe", "-np", "4", CRAYON, "train", "--data-dir", DATA,
                             "--train-limit", "130", "--batch-size", "64", "-q", "--epochs", "1"],

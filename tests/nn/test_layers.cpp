@@ -3,6 +3,7 @@
 // parametrizations, so what is differentiated is exactly the layer's code.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <memory>
 
 #include "core/ops.h"
@@ -15,6 +16,8 @@
 #include "nn/spec.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/tensors.h"
+#include "tests/support/thread_replicas.h"
+#include "tests/support/threads.h"
 
 using namespace crayon;
 using namespace crayon::testing;
@@ -124,6 +127,27 @@ TEST_CASE("Dropout: zeroes about p of the units, scales the rest by 1/(1-p), and
   CHECK(double(zeros) / 1e4 == doctest::Approx(0.25).epsilon(0.1));
   Tensor y2 = d.forward(Variable(ones)).value();
   CHECK_FALSE(bitwise_equal(y1, y2));
+}
+
+TEST_CASE("Dropout: data-parallel replicas with their rows of a batch draw the whole batch's mask and end in its state") {
+  ThreadCount one(1);
+  const int64_t G = 5, cut[3] = {0, 2, G};
+  Dropout whole(0.5f, 9);
+  const Tensor ones = Tensor::ones({G, 6});
+  const Tensor want = whole.forward(Variable(ones)).value().clone();
+  std::vector<Tensor> got(2), state(2);
+  test::ThreadReplicas replicas(2);
+  replicas.run([&](Replicas& rep, int r) {
+    Dropout d(0.5f, 9);
+    ReplicaScope shard(&rep, {cut[r], cut[r + 1] - cut[r], G});
+    got[size_t(r)] = d.forward(Variable(ones.slice(cut[r], cut[r + 1]).clone())).value().clone();
+    state[size_t(r)] = d.named_buffers()[0].second.clone();
+  });
+  for (int r = 0; r < 2; ++r) {
+    CHECK(bitwise_equal(got[size_t(r)], want.slice(cut[r], cut[r + 1]).clone()));
+    const Tensor& end = whole.named_buffers()[0].second;  // the generator's words (int32)
+    CHECK(std::memcmp(state[size_t(r)].data_as<int32_t>(), end.data_as<int32_t>(), end.nbytes()) == 0);
+  }
 }
 
 // The stack is kept smooth (no relu or max): a step of eps in one input moves many values

@@ -12,7 +12,9 @@
 
 #include "core/ops.h"
 #include "quant/fake_quant.h"
+#include "quant/fake_quant_module.h"
 #include "tests/support/tensors.h"
+#include "tests/support/thread_replicas.h"
 #include "tests/support/threads.h"
 
 using namespace crayon;
@@ -326,4 +328,37 @@ TEST_CASE("tensor_ranges: one range split over two threads gives the plain loop'
   x.data()[35000] = std::nanf("");
   CHECK_THROWS_WITH_AS(tensor_ranges(x, -1), doctest::Contains("non-finite value nan at flat index 35000"),
                        std::invalid_argument);
+}
+
+TEST_CASE("FakeQuant stochastic: data-parallel replicas with their rows of a batch round as one process does") {
+  ThreadCount one(1);
+  QuantSpec spec;
+  spec.bits = 4;
+  spec.rounding = Rounding::stochastic;
+  const int64_t G = 6, cut[3] = {0, 1, G};
+  Rng rng(4);
+  const Tensor x = Tensor::randn({G, 7}, rng);
+  FakeQuant whole(spec, "minmax", 5, Ste::plain, 21);
+  const Tensor want = whole.forward(Variable(x)).value().clone();
+  std::vector<Tensor> got(2);
+  std::vector<NamedTensors> buffers(2);
+  test::ThreadReplicas replicas(2);
+  replicas.run([&](Replicas& rep, int r) {
+    FakeQuant fq(spec, "minmax", 5, Ste::plain, 21);
+    ReplicaScope shard(&rep, {cut[r], cut[r + 1] - cut[r], G});
+    got[size_t(r)] = fq.forward(Variable(x.slice(cut[r], cut[r + 1]).clone())).value().clone();
+    for (auto& [n, t] : fq.named_buffers()) buffers[size_t(r)].emplace_back(n, t.clone());
+  });
+  const NamedTensors whole_buffers = whole.named_buffers();
+  for (int r = 0; r < 2; ++r) {
+    CHECK(bitwise_equal(got[size_t(r)], want.slice(cut[r], cut[r + 1]).clone()));
+    REQUIRE(buffers[size_t(r)].size() == whole_buffers.size());
+    for (size_t i = 0; i < whole_buffers.size(); ++i) {
+      CAPTURE(whole_buffers[i].first);
+      const Tensor &a = buffers[size_t(r)][i].second, &b = whole_buffers[i].second;  // range, grid, generator
+      REQUIRE(a.dtype() == b.dtype());
+      if (a.dtype() == DType::f32) CHECK(bitwise_equal(a, b));
+      else CHECK(std::memcmp(a.data_as<int32_t>(), b.data_as<int32_t>(), a.nbytes()) == 0);
+    }
+  }
 }

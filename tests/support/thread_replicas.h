@@ -1,8 +1,8 @@
 #pragma once
 // Data-parallel replicas inside one test process: n threads, one Replicas each, whose
 // reductions meet at a barrier (the rank order of the contributions fixed, as in MPI). For
-// the core/replicas.h users' tests without mpirun; each thread runs its replica's step
-// (crayon's pool set to one thread first, so no two threads share it).
+// the core/replicas.h users' tests without mpirun; each thread runs its replica's step. The
+// tests set crayon's pool to one thread first (ThreadCount), so no two threads share it.
 #include <barrier>
 #include <functional>
 #include <span>
