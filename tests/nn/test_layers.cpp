@@ -145,7 +145,7 @@ TEST_CASE("Dropout: data-parallel replicas with their rows of a batch draw the w
   });
   for (int r = 0; r < 2; ++r) {
     CHECK(bitwise_equal(got[size_t(r)], want.slice(cut[r], cut[r + 1]).clone()));
-    const Tensor& end = whole.named_buffers()[0].second;  // the generator's words (int32)
+    const Tensor end = whole.named_buffers()[0].second;  // the generator's words (int32)
     CHECK(std::memcmp(state[size_t(r)].data_as<int32_t>(), end.data_as<int32_t>(), end.nbytes()) == 0);
   }
 }
