@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "core/check.h"
+#include "core/lane_sum.h"
 
 namespace crayon {
 
@@ -13,7 +14,7 @@ float clip_grad_norm(const std::vector<Variable>& params, float max_norm) {
   double sum_sq = 0.0;
   for (const Variable& p : params) {
     if (!p.has_grad()) continue;
-    for (float g : p.grad().values()) sum_sq += double(g) * double(g);
+    sum_sq += sum_squares(p.grad().values());
   }
   const double norm = std::sqrt(sum_sq);
   const double coef = double(max_norm) / (norm + 1e-6);

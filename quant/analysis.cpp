@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/check.h"
+#include "core/lane_sum.h"
 #include "core/ops.h"
 #include "nn/conv2d.h"
 #include "nn/linear.h"
@@ -34,13 +35,6 @@ double entropy_bits(const std::vector<int32_t>& values) {
 }
 
 namespace {
-
-
-double sum_squares(const Tensor& t) {
-  double s = 0;
-  for (float v : t.values()) s += double(v) * v;
-  return s;
-}
 
 void add_into(QuantError& a, const QuantError& b) {
   a.count += b.count;
@@ -179,7 +173,7 @@ Analysis analyze(Sequential& quantized, const Shape& input_shape, const Labelled
     s.rounding = Rounding::nearest_even;
     const QParams qp = weight_qparams(w, s);
     const std::string name = str("layer ", i, " (", m.spec(), ")");
-    a.weights.push_back({name, decompose_error(w, qp, s), sum_squares(w)});
+    a.weights.push_back({name, decompose_error(w, qp, s), sum_squares(w.values())});
     const Tensor codes = quantize(w, qp, s);
     const std::vector<int32_t> v(codes.data_as<int32_t>(), codes.data_as<int32_t>() + codes.numel());
     WeightBits b{name, codes.numel(), 0, entropy_bits(v)};
@@ -194,7 +188,7 @@ Analysis analyze(Sequential& quantized, const Shape& input_shape, const Labelled
     s.rounding = Rounding::nearest_even;
     if (k == a.activations.size()) a.activations.push_back({});
     add_into(a.activations[k].error, decompose_error(input, fq.qparams(), s));
-    a.activations[k].signal += sum_squares(input);
+    a.activations[k].signal += sum_squares(input.values());
   };
   Tensor images, y;
   while (next_batch(images, y)) {
