@@ -18,6 +18,7 @@
 
 #include "core/blas.h"
 #include "core/check.h"
+#include "core/lane_sum.h"
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "core/reference.h"
@@ -545,5 +546,22 @@ TEST_CASE("threads: batch_norm forward and backward are bit-identical for 1 and 
   for (size_t i = 0; i < one.size(); ++i) {
     CAPTURE(i);
     CHECK(bitwise_equal(one[i], two[i]));
+  }
+}
+
+TEST_CASE("sum_squares: the eight double lanes against one double chain for lengths around the lane count and a long run") {
+  // Every term is exact in double (a float squared), so the two sums differ only in the
+  // order of their double additions: relative 1e-13 is loose for these lengths. A dropped
+  // lane, a skipped tail or a float accumulator is off by far more. The last value is made
+  // large, so that losing the last lane or the tail changes the sum by most of it.
+  Rng rng(7);
+  for (size_t n : std::vector<size_t>{0, 1, 7, 8, 9, 15, 16, 17, 23, 31, 33, 47, 50, 100003}) {
+    std::vector<float> v(n);
+    for (float& x : v) x = rng.uniform() * 2.f - 1.f;
+    if (n > 0) v.back() = 1e3f;
+    double want = 0;
+    for (float x : v) want += double(x) * double(x);
+    CAPTURE(n);
+    CHECK(sum_squares(v) == doctest::Approx(want).epsilon(1e-13));
   }
 }
