@@ -127,15 +127,18 @@ int run_parts(int64_t n, int64_t parts, const std::function<void(int, int64_t, i
   pool().run(int(parts), job);
   return int(parts);
 }
+
+int64_t part_count(int64_t n, int64_t min_per_thread) {
+  return std::min<int64_t>(g_threads, n / std::max<int64_t>(1, min_per_thread));
+}
 }  // namespace
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& f, int64_t min_per_thread) {
-  const int64_t parts = std::min<int64_t>(g_threads, n / std::max<int64_t>(1, min_per_thread));
-  run_parts(n, parts, [&](int, int64_t b, int64_t e) { f(b, e); });
+  run_parts(n, part_count(n, min_per_thread), [&](int, int64_t b, int64_t e) { f(b, e); });
 }
 
-int parallel_parts(int64_t n, const std::function<void(int, int64_t, int64_t)>& f) {
-  return run_parts(n, std::min<int64_t>(g_threads, n), f);
+int parallel_parts(int64_t n, const std::function<void(int, int64_t, int64_t)>& f, int64_t min_per_thread) {
+  return run_parts(n, part_count(n, min_per_thread), f);
 }
 
 

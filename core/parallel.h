@@ -19,7 +19,7 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& f, int
 // The same split, telling f which part it runs: f(part, begin, end), parts numbered from
 // 0 in order of their ranges. Returns the number of parts (1 if run inline), so callers
 // can give each part its own scratch and combine the parts in a fixed order.
-int parallel_parts(int64_t n, const std::function<void(int, int64_t, int64_t)>& f);
+int parallel_parts(int64_t n, const std::function<void(int, int64_t, int64_t)>& f, int64_t min_per_thread = 1);
 
 
 // Within its scope, OpenBLAS runs each GEMM on the calling thread alone; on exit it goes

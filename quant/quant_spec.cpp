@@ -165,6 +165,10 @@ CRAYON_CLONES void fold_range(const float* p, int64_t n, float& mn,
 }
 }  // namespace
 
+// One range splits over the threads above this many values per thread: waking the pool
+// costs more than a smaller range takes on one core (an MLP's activations, 16k to 100k).
+constexpr int64_t kRangeGrain = int64_t(1) << 16;
+
 Ranges tensor_ranges(const Tensor& x, int axis) {
   if (x.numel() == 0) throw std::invalid_argument(str("tensor_ranges: empty tensor ", shape_str(x.shape())));
   if (axis < -1 || axis >= x.ndim())
@@ -174,8 +178,8 @@ Ranges tensor_ranges(const Tensor& x, int axis) {
   const float* px = x.data();
   bool any_nan = false;
   if (channels == 1) {
-    // One range (an activation): the threads take parts and the parts' extremes are
-    // combined; min and max do not depend on the order.
+    // One range (an activation): the threads take parts of a large one and the parts'
+    // extremes are combined; min and max do not depend on the order.
     struct Part {
       float mn = INFINITY, mx = -INFINITY;
       bool nan = false;
@@ -184,7 +188,7 @@ Ranges tensor_ranges(const Tensor& x, int axis) {
     const int n = parallel_parts(x.numel(), [&](int part, int64_t b, int64_t e) {
       Part& q = parts[size_t(part)];
       fold_range(px + b, e - b, q.mn, q.mx, q.nan);
-    });
+    }, kRangeGrain);
     for (int k = 0; k < n; ++k) {
       r.min[0] = std::min(r.min[0], parts[size_t(k)].mn);
       r.max[0] = std::max(r.max[0], parts[size_t(k)].mx);

@@ -293,6 +293,66 @@ TEST_CASE("fake_quant: for clipped STE a value that rounds onto qmin or qmax cou
         std::vector<float>{1, 1, 0, 1, 0, 0});
 }
 
+TEST_CASE("fake_quant: the vectorized round-half-even loop agrees bit for bit with the generic loop on ties, zeros, huge values, NaN and infinities") {
+  // fake_quant's nearest-even loop rounds with one instruction on AVX2 / AVX-512 (nearbyint)
+  // and clamps with a min and a max; fake_quant_values runs the generic per-element loop
+  // (round_half_even_fast, a nested select). Both must give the same bits, and the clipped
+  // STE's mask must be the oracle's. Values: every tie k + 1/2 of the grid and beyond it,
+  // values that round to -0, |x / scale| in [2^22, 2^23) with a half fraction, huge values,
+  // subnormals, NaN and infinities; 4 channels of 301 (vector bodies and odd tails).
+  MESSAGE("nearest-even loop on this CPU: ", std::string(__builtin_cpu_supports("avx512f") ? "AVX-512"
+                                             : __builtin_cpu_supports("avx2")  ? "AVX2" : "baseline"));
+  const int64_t C = 4, K = 301;
+  const float scales[C] = {0.25f, 0.0137f, 3.f, 1e-3f};
+  Tensor x = Tensor::empty({C, K});
+  Rng rng(12);
+  for (int64_t c = 0; c < C; ++c) {
+    float* row = x.data() + c * K;
+    const float s = scales[c];
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t j = k % 12, m = k / 12;  // the kind of value, and which of its kind
+      const float t = float(m * 11 - 140) + 0.5f;  // ties from -139.5 to 135.5
+      row[k] = j == 0 ? t * s
+             : j == 1 ? -0.3f * s
+             : j == 2 ? (0x1p22f + 0.5f + float(m)) * s * (m % 2 ? 1.f : -1.f)
+             : j == 3 ? (m % 2 ? 1e30f : -1e30f)
+             : j == 4 ? 1e-40f * float(m % 3 - 1)
+             : j == 5 ? -0.f
+             : j == 6 ? (m % 4 == 0 ? NAN : m % 4 == 1 ? INFINITY : m % 4 == 2 ? -INFINITY : 0.f)
+                      : (rng.uniform() * 300.f - 150.f) * s;
+    }
+  }
+  for (bool symmetric : {true, false}) {
+    const QuantSpec per_channel = make_spec(8, symmetric, symmetric, 0);
+    QParams qp{{}, {}, 0};
+    for (int64_t c = 0; c < C; ++c) {
+      qp.scale.push_back(scales[c]);
+      qp.zero_point.push_back(symmetric ? 0 : int32_t(c * 7 - 10));
+    }
+    const QuantSpec per_tensor = make_spec(8, symmetric);
+    const QParams qt{{0.0137f}, {symmetric ? 0 : 5}, -1};
+    for (const auto& [spec, q] : {std::pair{per_channel, qp}, std::pair{per_tensor, qt}}) {
+      INFO("symmetric ", symmetric, ", axis ", q.axis);
+      Variable xv(x, true);
+      Variable y = fake_quant(xv, q, spec, Ste::clipped);
+      CHECK(bitwise_equal(y.value(), fake_quant_values(x, q, spec)));
+      CHECK(bitwise_equal(fake_quant(Variable(x), q, spec, Ste::plain).value(), y.value()));
+      y.backward(Tensor::ones(x.shape()));
+      int64_t kept = 0, differ = 0;
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        const size_t c = q.axis < 0 ? 0 : size_t(i / K);
+        const float r = round_value(x.data()[i] / q.scale[c], Rounding::nearest_even, nullptr) + float(q.zero_point[c]);
+        const bool inside = r >= float(spec.qmin()) && r <= float(spec.qmax());
+        kept += inside;
+        differ += xv.grad().data()[i] != (inside ? 1.f : 0.f);
+      }
+      CHECK(differ == 0);
+      CHECK(kept > 100);
+      CHECK(kept < x.numel() - 100);
+    }
+  }
+}
+
 TEST_CASE("fake_quant: mismatched scales, bad zero points and a missing generator are rejected") {
   const Variable x(Tensor::zeros({2, 3}));
   const QuantSpec pc = make_spec(8, true, false, 1);
@@ -313,10 +373,10 @@ TEST_CASE("fake_quant: mismatched scales, bad zero points and a missing generato
 
 TEST_CASE("tensor_ranges: one range split over two threads gives the plain loop's extremes and finds a NaN in the second part") {
   ThreadCount two(2);
-  Tensor x = Tensor::empty({1000, 37});
+  Tensor x = Tensor::empty({4000, 37});  // above the size that splits (2 x 2^16)
   for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = std::sin(0.37f * float(i));
-  x.data()[30001] = -7.5f;  // both extremes in the second thread's half
-  x.data()[36999] = 9.25f;
+  x.data()[120001] = -7.5f;  // both extremes in the second thread's half
+  x.data()[147999] = 9.25f;
   const Ranges r = tensor_ranges(x, -1);
   CHECK(r.min[0] == -7.5f);
   CHECK(r.max[0] == 9.25f);
@@ -325,8 +385,8 @@ TEST_CASE("tensor_ranges: one range split over two threads gives the plain loop'
   CHECK(one.min[0] == r.min[0]);
   CHECK(one.max[0] == r.max[0]);
   set_num_threads(2);
-  x.data()[35000] = std::nanf("");
-  CHECK_THROWS_WITH_AS(tensor_ranges(x, -1), doctest::Contains("non-finite value nan at flat index 35000"),
+  x.data()[140000] = std::nanf("");
+  CHECK_THROWS_WITH_AS(tensor_ranges(x, -1), doctest::Contains("non-finite value nan at flat index 140000"),
                        std::invalid_argument);
 }
 
