@@ -371,6 +371,33 @@ TEST_CASE("fake_quant: mismatched scales, bad zero points and a missing generato
 }
 
 
+TEST_CASE("tensor_ranges: per-channel ranges along every axis equal a plain loop's and a NaN anywhere is found") {
+  // Runs of 1, 3, 21, 37 and 130 values (below, at and past the 16 lanes, with tails), each
+  // channel's extremes in a different run; then a NaN in a vector body and in a tail.
+  for (const Shape& shape : std::vector<Shape>{{5, 7, 3}, {3, 37}, {2, 130}, {4, 1}}) {
+    Tensor x = crayon::testing::uniform(shape, 21, -1.f, 1.f);
+    for (int axis = 0; axis < int(shape.size()); ++axis) {
+      CAPTURE(shape_str(shape));
+      CAPTURE(axis);
+      const int64_t C = shape[size_t(axis)], inner = inner_size(shape, axis);
+      std::vector<float> mn(size_t(C), INFINITY), mx(size_t(C), -INFINITY);
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        const size_t c = size_t(i / inner % C);
+        mn[c] = std::min(mn[c], x.data()[i]);
+        mx[c] = std::max(mx[c], x.data()[i]);
+      }
+      const Ranges r = tensor_ranges(x, axis);
+      CHECK(r.min == mn);
+      CHECK(r.max == mx);
+    }
+    for (int64_t at : {int64_t(0), x.numel() - 1, x.numel() / 2}) {
+      Tensor y = x.clone();
+      y.data()[at] = std::nanf("");
+      CHECK_THROWS_WITH_AS(tensor_ranges(y, 0), doctest::Contains(("at flat index " + std::to_string(at)).c_str()), std::invalid_argument);
+    }
+  }
+}
+
 TEST_CASE("tensor_ranges: one range split over two threads gives the plain loop's extremes and finds a NaN in the second part") {
   ThreadCount two(2);
   Tensor x = Tensor::empty({4000, 37});  // above the size that splits (2 x 2^16)
