@@ -1,6 +1,5 @@
 // crayon sweep: the regularization-vs-quantization experiment (apps/sweep.h) from the
 // command line; every list flag takes comma-separated values.
-#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>

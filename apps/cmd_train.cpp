@@ -1,7 +1,6 @@
 // crayon train: train a model on a dataset, checkpointing after every epoch.
 #include <filesystem>
 #include <iostream>
-#include <algorithm>
 #include <set>
 
 #include "apps/cli.h"

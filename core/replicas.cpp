@@ -9,7 +9,6 @@ thread_local BatchShard g_shard;
 }  // namespace
 
 Replicas* active_replicas() { return g_active; }
-BatchShard active_shard() { return g_shard; }
 
 ShardDraws shard_draws(const std::vector<int64_t>& shape) {
   if (g_shard.global == 0 || shape.empty() || shape[0] != g_shard.rows) return {};

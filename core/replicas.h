@@ -47,9 +47,6 @@ struct BatchShard {
 // Per thread: ops ask on the thread that calls them, not inside their parallel loops.
 Replicas* active_replicas();
 
-// The shard of the active step ({} when alone).
-BatchShard active_shard();
-
 // For a module that draws one random number per element of a batch tensor of this shape
 // (rows first): how many draws of the global batch come before this shard's rows and after
 // them, to be skipped so the generator draws and ends as one process's would. Zero alone,
