@@ -1,24 +1,28 @@
 // The time of one training step, float and QAT side by side: two copies of the same model
-// (same initialization, same batches), stepped in turn in one process: --block steps of
-// float, then as many of QAT, and so on. A noisy neighbour that slows the machine for a
-// second slows both alike, so the ratio of the two holds where whole-epoch timings
-// (bench/compare_train.py --qat) scatter by 2x. The first step of each block, which finds
-// the caches full of the other model, is not counted. A step
-// is what `crayon train` does: the next batch from the loader, forward, cross-entropy,
+// (same initialization, the same sequence of batches), stepped in turn in one process:
+// --block steps of float, then as many of QAT, and so on. A noisy neighbour that slows the
+// machine for a second slows both alike, so the ratio of the two holds where whole-epoch
+// timings (bench/compare_train.py --qat) scatter by 2x. The float copy first runs 5 untimed
+// steps (caches, pools; QAT's observer warm-up counts from its own first step), and the first
+// step of each block, which finds the caches full of the other model, is not counted. A
+// step is what `crayon train` does: the next batch from the loader, forward, cross-entropy,
 // backward, the gradient norm, SGD with momentum. QAT is `crayon train --qat`'s default
 // configuration (quant/qat_config.h: W8A8, per-channel weights, minmax observers watching
 // the first 200 steps, then frozen); the steps are reported apart for the warm-up and after.
 //
 //   build/bench/bench_step [--model mlp|lenet5|SPEC] [--steps 469] [--threads 2] [--batch 128]
 //       [--block 10] [--data-dir DIR]
-// Prints one JSON line: the medians in ms per phase and their ratios, and the medians of the
+// Prints one JSON line: the medians in ms per phase and their ratios, the medians of the
 // step's parts (batch, forward with the loss, backward, gradient norm with the update) as
-// [float, QAT].
+// [float, QAT], and each model's forward time per layer (float_layers_ms, qat_layers_ms).
+// The counted steps only, everywhere.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
+#include <cstdlib>
 #include <limits>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -43,7 +47,8 @@ struct Run {
   std::vector<std::vector<double>> layer_ms;  // per layer of the Sequential, per counted step
 
   // The step's time in ms, and its parts: batch, forward + loss, backward, norm + update.
-  double step(double part[4]) {
+  // Its layers' times are kept if `counted`.
+  double step(double part[4], bool counted) {
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     Batch b;
@@ -59,7 +64,7 @@ struct Run {
     for (size_t l = 0; l < model->size(); ++l) {
       const auto l0 = clock::now();
       y = (*model)[l](y);
-      layer_ms[l].push_back(std::chrono::duration<double, std::milli>(clock::now() - l0).count());
+      if (counted) layer_ms[l].push_back(std::chrono::duration<double, std::milli>(clock::now() - l0).count());
     }
     Variable loss = cross_entropy(y, b.labels);
     (void)loss.item();
@@ -91,7 +96,7 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   std::string model = "mlp", data_dir;
   int64_t steps = 469, batch = 128, block = 10;
   int threads = 2;
@@ -128,14 +133,14 @@ int main(int argc, char** argv) {
     runs[k].loader->start_epoch(0);
   }
   double part[4];
-  for (int w = 0; w < 5; ++w) runs[0].step(part);  // warm the caches and the pools; QAT's warm-up counts from 0
+  for (int w = 0; w < 5; ++w) runs[0].step(part, false);  // caches and pools; QAT's warm-up counts from 0
 
   std::vector<double> t[2][2];      // [float, qat][warm-up, frozen]
   std::vector<double> parts[2][4];  // [float, qat][batch, forward, backward, update]
   for (int64_t s0 = 0; s0 < steps; s0 += block)
     for (int k = 0; k < 2; ++k)
       for (int64_t s = s0; s < std::min(steps, s0 + block); ++s) {
-        const double ms = runs[k].step(part);
+        const double ms = runs[k].step(part, s > s0);
         if (s == s0) continue;
         t[k][s < qat.warmup_steps ? 0 : 1].push_back(ms);
         for (int p = 0; p < 4; ++p) parts[k][p].push_back(part[p]);
@@ -165,4 +170,7 @@ int main(int argc, char** argv) {
   }
   std::printf("}\n");
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_step: %s\n", e.what());
+  return 1;
 }

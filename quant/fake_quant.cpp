@@ -31,6 +31,10 @@ void check_qparams_fit(const char* who, const Shape& x_shape, const QParams& qp,
 }
 
 namespace {
+// The nearest-rounding loops split over the threads above this many values per thread:
+// below it, waking the pool costs more than the second core saves (an MLP's 784 x 256
+// weight, 200k values, ran faster on one thread).
+constexpr int64_t kNearestGrain = int64_t(1) << 17;
 
 void require_rng(const char* who, const QuantSpec& spec, Rng* rng) {
   if (spec.rounding == Rounding::stochastic && rng == nullptr)
@@ -58,14 +62,16 @@ inline float round_half_even_fast(float v) {
 // round_half_even_fast's four operations; with the clamp as a min and a max, that made the
 // AVX-512 loop 40 % faster. The two roundings differ only where nothing downstream can see
 // it, so y and keep agree bit for bit with for_each_quantized's:
-//   - |v| >= 2^22, which round_half_even_fast leaves as it is: every grid has at most 16
-//     bits, so r lies far outside [qmin, qmax] either way and clamps to the same end;
+//   - |v| >= 2^22, which round_half_even_fast leaves as it is: a grid has at most 8 bits and
+//     its zero point lies in [qmin, qmax] (quant_spec.h), so r = v + zp lies far outside
+//     [qmin, qmax] either way and clamps to the same end, with keep 0;
 //   - the sign of a zero (nearbyint(-0.3) = -0): r = round + zero_point, and -0 + zp equals
 //     +0 + zp for every zp, +0 included.
 // The clamp "qmax < r ? qmax : r", then "t < qmin ? qmin : t", equals for_each_quantized's
 // nested select for every r, NaN included (it passes through both).
+// Always inlined, so that each target's build of it (and of nearbyint) is its own.
 template <class Round>
-inline void even_run(const float* x, int64_t n, float scale, float zp, float qmin, float qmax, float* y,
+[[gnu::always_inline]] inline void even_run(const float* x, int64_t n, float scale, float zp, float qmin, float qmax, float* y,
                      uint8_t* keep) {
   const Round round;
   if (keep == nullptr) {
@@ -90,8 +96,13 @@ struct MagicRound {
 
 #if defined(__x86_64__)
 struct InstructionRound {
-  float operator()(float v) const { return std::nearbyint(v); }
+  [[gnu::always_inline]] float operator()(float v) const { return __builtin_nearbyintf(v); }
 };
+// clang 14 calls these through the resolver, yet warns that they are unused.
+#ifdef __clang__
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wunused-function"
+#endif
 __attribute__((target("avx512f"))) void fake_quant_even_run(const float* x, int64_t n, float scale, float zp,
                                                             float qmin, float qmax, float* y, uint8_t* keep) {
   even_run<InstructionRound>(x, n, scale, zp, qmin, qmax, y, keep);
@@ -100,6 +111,9 @@ __attribute__((target("avx2"))) void fake_quant_even_run(const float* x, int64_t
                                                          float qmin, float qmax, float* y, uint8_t* keep) {
   even_run<InstructionRound>(x, n, scale, zp, qmin, qmax, y, keep);
 }
+#ifdef __clang__
+#pragma clang diagnostic pop
+#endif
 __attribute__((target("default")))
 #endif
 void fake_quant_even_run(const float* x, int64_t n, float scale, float zp, float qmin, float qmax, float* y,
@@ -107,10 +121,7 @@ void fake_quant_even_run(const float* x, int64_t n, float scale, float zp, float
   even_run<MagicRound>(x, n, scale, zp, qmin, qmax, y, keep);
 }
 
-// fake_quant's values (and keep flags) for round half to even, channel runs split over threads
-// above this many values per thread: below it, waking the pool costs more than the second
-// core saves (an MLP's 784 x 256 weight ran faster on one).
-constexpr int64_t kEvenGrain = int64_t(1) << 17;
+// fake_quant's values (and keep flags) for round half to even, channel runs split over threads.
 void fake_quant_even(const Tensor& x, const QParams& qp, const QuantSpec& spec, float* y, uint8_t* keep) {
   const float qmin = float(spec.qmin()), qmax = float(spec.qmax());
   const int64_t channels = int64_t(qp.channels());
@@ -124,7 +135,7 @@ void fake_quant_even(const Tensor& x, const QParams& qp, const QuantSpec& spec, 
       fake_quant_even_run(px + s, stop - s, scale, zp, qmin, qmax, y + s, keep ? keep + s : nullptr);
       s = stop;
     }
-  }, kEvenGrain);
+  }, kNearestGrain);
 }
 
 // The one kernel behind every entry point: f(i, c, r, q, y) for each flat index i, with c
@@ -161,7 +172,7 @@ void for_each_quantized(const Tensor& x, const QParams& qp, const QuantSpec& spe
     }
   };
   if (spec.rounding == Rounding::stochastic) run(0, x.numel());
-  else parallel_for(x.numel(), run, 1 << 16);
+  else parallel_for(x.numel(), run, kNearestGrain);
 }
 }  // namespace
 

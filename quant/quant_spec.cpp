@@ -132,6 +132,25 @@ int64_t inner_size(const Shape& shape, int axis) {
 }
 
 namespace {
+using f32x16 = float __attribute__((vector_size(64)));
+using i32x16 = int32_t __attribute__((vector_size(64)));
+
+// The least (kMin) or the greatest of v's 16 lanes, folded pairwise (halves, quarters, ...);
+// inlined into each ISA's build of its caller (vectors by reference: no vector ABI involved).
+template <bool kMin>
+[[gnu::always_inline]] inline float fold_lanes(const f32x16& lanes) {
+  f32x16 v = lanes, t;
+  auto pick = [&] {
+    if constexpr (kMin) v = t < v ? t : v;
+    else v = t > v ? t : v;
+  };
+  t = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7), pick();
+  t = __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11), pick();
+  t = __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13), pick();
+  t = __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14), pick();
+  return v[0];
+}
+
 // Min, max and whether a NaN occurs over runs of n values: run k is p[k n, (k + 1) n), folded
 // into (mn[k % channels], mx[k % channels]); nan is set if any value is NaN. Sixteen lanes at a
 // time in GCC vector types (four SSE registers on baseline x86-64, so four independent
@@ -140,11 +159,10 @@ namespace {
 // folded pairwise by shuffles (four steps, not a chain of sixteen), and all runs go through
 // one call: a weight's rows are short, and that per-row overhead was half of its ranges'
 // time. Cloned for AVX-512 and AVX2 (one or two registers per vector instead of four): QAT
-// runs it on every weight at every step. Min and max are exact in any ISA and any order.
+// runs it on every weight at every step. Min and max are exact in any ISA and any order (but
+// for which zero, -0 or +0, wins a tie: the grid chosen from the range is the same).
 CRAYON_CLONES void fold_runs(const float* p, int64_t runs, int64_t n, int64_t channels, float* mn, float* mx,
                              bool& nan) {
-  using f32x16 = float __attribute__((vector_size(64)));
-  using i32x16 = int32_t __attribute__((vector_size(64)));
   i32x16 bad{};
   for (int64_t k = 0; k < runs; ++k, p += n) {
     const size_t c = size_t(k % channels);
@@ -157,16 +175,7 @@ CRAYON_CLONES void fold_runs(const float* p, int64_t runs, int64_t n, int64_t ch
       hi = v > hi ? v : hi;
       bad |= v != v;
     }
-    f32x16 t;
-    t = __builtin_shufflevector(lo, lo, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7), lo = t < lo ? t : lo;
-    t = __builtin_shufflevector(lo, lo, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11), lo = t < lo ? t : lo;
-    t = __builtin_shufflevector(lo, lo, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13), lo = t < lo ? t : lo;
-    t = __builtin_shufflevector(lo, lo, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14), lo = t < lo ? t : lo;
-    t = __builtin_shufflevector(hi, hi, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7), hi = t > hi ? t : hi;
-    t = __builtin_shufflevector(hi, hi, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11), hi = t > hi ? t : hi;
-    t = __builtin_shufflevector(hi, hi, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13), hi = t > hi ? t : hi;
-    t = __builtin_shufflevector(hi, hi, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14), hi = t > hi ? t : hi;
-    float a = lo[0], b = hi[0];
+    float a = fold_lanes<true>(lo), b = fold_lanes<false>(hi);
     for (; i < n; ++i) {
       a = std::min(a, p[i]);
       b = std::max(b, p[i]);

@@ -300,8 +300,10 @@ TEST_CASE("fake_quant: the vectorized round-half-even loop agrees bit for bit wi
   // STE's mask must be the oracle's. Values: every tie k + 1/2 of the grid and beyond it,
   // values that round to -0, |x / scale| in [2^22, 2^23) with a half fraction, huge values,
   // subnormals, NaN and infinities; 4 channels of 301 (vector bodies and odd tails).
+#if defined(__x86_64__)
   MESSAGE("nearest-even loop on this CPU: ", std::string(__builtin_cpu_supports("avx512f") ? "AVX-512"
                                              : __builtin_cpu_supports("avx2")  ? "AVX2" : "baseline"));
+#endif
   const int64_t C = 4, K = 301;
   const float scales[C] = {0.25f, 0.0137f, 3.f, 1e-3f};
   Tensor x = Tensor::empty({C, K});
@@ -330,8 +332,10 @@ TEST_CASE("fake_quant: the vectorized round-half-even loop agrees bit for bit wi
       qp.zero_point.push_back(symmetric ? 0 : int32_t(c * 7 - 10));
     }
     const QuantSpec per_tensor = make_spec(8, symmetric);
-    const QParams qt{{0.0137f}, {symmetric ? 0 : 5}, -1};
-    for (const auto& [spec, q] : {std::pair{per_channel, qp}, std::pair{per_tensor, qt}}) {
+    const QParams qt{{0.25f}, {symmetric ? 0 : 5}, -1};  // a power of two: channel 0's ties stay exact ties
+    for (const auto& case_ : {std::pair{per_channel, qp}, std::pair{per_tensor, qt}}) {
+      const QuantSpec& spec = case_.first;
+      const QParams& q = case_.second;
       INFO("symmetric ", symmetric, ", axis ", q.axis);
       Variable xv(x, true);
       Variable y = fake_quant(xv, q, spec, Ste::clipped);
@@ -372,14 +376,20 @@ TEST_CASE("fake_quant: mismatched scales, bad zero points and a missing generato
 
 
 TEST_CASE("tensor_ranges: per-channel ranges along every axis equal a plain loop's and a NaN anywhere is found") {
-  // Runs of 1, 3, 21, 37 and 130 values (below, at and past the 16 lanes, with tails), each
-  // channel's extremes in a different run; then a NaN in a vector body and in a tail.
+  // Runs of 1, 3, 21, 37 and 130 values (below, at and past the 16 lanes, with tails), random
+  // values with each channel's extremes planted at the last element of its last run (a
+  // tail, or the last lane); then a NaN first, last and in the middle.
   for (const Shape& shape : std::vector<Shape>{{5, 7, 3}, {3, 37}, {2, 130}, {4, 1}}) {
     Tensor x = crayon::testing::uniform(shape, 21, -1.f, 1.f);
     for (int axis = 0; axis < int(shape.size()); ++axis) {
       CAPTURE(shape_str(shape));
       CAPTURE(axis);
       const int64_t C = shape[size_t(axis)], inner = inner_size(shape, axis);
+      const int64_t runs = x.numel() / inner;  // run k belongs to channel k % C
+      for (int64_t c = 0; c < C; ++c) {        // the last element of channel c's last run
+        const int64_t last_run = (runs - 1 - c) / C * C + c;
+        x.data()[(last_run + 1) * inner - 1] = c % 2 ? 5.f + float(c) : -5.f - float(c);
+      }
       std::vector<float> mn(size_t(C), INFINITY), mx(size_t(C), -INFINITY);
       for (int64_t i = 0; i < x.numel(); ++i) {
         const size_t c = size_t(i / inner % C);
